@@ -1,0 +1,241 @@
+"""Row-level validation: which delivered rows are accepted, quarantined (with why) or duplicates.
+
+Input is the raw text frame of one delivery (tasks/read.py); output is the typed frame of
+accepted rows, the rejects (one row per quarantined row: its first defect, all defects in the
+message, values masked) and the counts, with rows_in = loaded + quarantined + duplicates enforced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from expectations.contract import Column, Common, Contract
+from tasks.checks import credit_code_valid
+from tasks.mask import mask_series
+from tasks.normalise import NormalisedColumn, clean_text, empty_column, normalise_frame
+from tasks.rules import row_rule_broken
+
+# What each rule means, as a department reads it in its rejects.
+RULE_TEXT: dict[str, str] = {
+    "required": "必填项为空",
+    "enum": "取值不在规定范围内",
+    "pattern": "格式不符合要求",
+    "min": "小于允许的最小值",
+    "max": "大于允许的最大值",
+    "unparseable": "无法识别",
+    "id_checksum": "身份证号校验位错误",
+    "id_birth_date": "身份证号中的出生日期不合理",
+    "id_length": "身份证号位数或字符错误",
+    "id_excel_float": "身份证号被Excel转成了数字（科学计数法或末位被置0），请按文本格式重新导出",
+    "credit_code": "统一社会信用代码校验位错误",
+    "key_conflict": "同一主键有多条内容不同的记录",
+}
+_TYPE_TEXT = {"date": "日期", "month": "月份", "int": "整数", "decimal": "金额/数值", "bool": "是/否"}
+
+REJECT_COLUMNS = ["source_row", "column", "rule", "value_masked", "message"]
+
+
+class ConservationError(AssertionError):
+    """rows_in != loaded + quarantined + duplicates: a bug, never a data problem."""
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The outcome of row-level validation of one delivery."""
+
+    typed: pd.DataFrame       # every delivered row, typed, with source_row and _defects
+    accepted: pd.DataFrame    # rows to load: typed canonical columns and source_row
+    rejects: pd.DataFrame     # REJECT_COLUMNS, one row per quarantined row, sorted by source_row
+    rows_in: int
+    rows_loaded: int
+    rows_quarantined: int
+    duplicates: int
+
+    @property
+    def quarantine_share(self) -> float:
+        distinct = self.rows_in - self.duplicates
+        return self.rows_quarantined / distinct if distinct else 0.0
+
+
+def _apply_derivations(raw: pd.DataFrame, contract: Contract, common: Common) -> pd.DataFrame:
+    """Fill derived columns (e.g. CL id from the certificate number) where they are empty."""
+    if not contract.derive:
+        return raw
+    updates: dict[str, pd.Series] = {}
+    for d in contract.derive:
+        source = raw[d.from_column] if d.from_column in raw else None
+        if source is None:
+            continue
+        target = raw[d.column] if d.column in raw else pd.Series(pd.NA, index=raw.index,
+                                                                  dtype="string")
+        filled = clean_text(target, common.null_tokens)
+        derived = clean_text(source, common.null_tokens).str.slice(0, d.take_first)
+        updates[d.column] = filled.where(filled.notna(), derived)
+    return raw.assign(**updates)
+
+
+def _column_defects(col: Column, norm: NormalisedColumn) -> pd.Series:
+    """Defects of one column beyond normalisation: pattern, credit code, min and max."""
+    defects = norm.defects
+    values = norm.values
+    if col.pattern:
+        matches = values.astype("string").str.fullmatch(col.pattern).fillna(True).astype(bool)
+        defects = defects.mask(defects.isna() & ~matches, "pattern")
+    if col.type == "credit_code":
+        bad = values.notna() & ~credit_code_valid(values)
+        defects = defects.mask(defects.isna() & bad, "credit_code")
+    if col.min is not None:
+        defects = defects.mask(defects.isna() & (values < col.min).fillna(False), "min")
+    if col.max is not None:
+        defects = defects.mask(defects.isna() & (values > col.max).fillna(False), "max")
+    return defects
+
+
+def _row_identity(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
+                  defects: dict[str, pd.Series], columns: list[str]) -> pd.Series:
+    """A hash per row of its normalised content (defective cells by their cleaned text)."""
+    parts = {c: typed[c] for c in columns}
+    for c in columns:
+        if c in defects and defects[c].notna().any():
+            parts[f"{c}\x00raw"] = cleaned[c].where(defects[c].notna(), pd.NA)
+    return pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
+
+
+def _messages(
+    contract: Contract, found: list[tuple[str, str, pd.Series]], cleaned: dict[str, pd.Series],
+    rows: np.ndarray,
+) -> pd.Series:
+    """One Chinese message per quarantined row listing every defect, values masked."""
+    message = pd.Series("", index=rows, dtype="string")
+    labels = {c.name: c.header for c in contract.columns}
+    rules = {r.id: r for r in contract.row_rules}
+    for column, _kind, codes in found:
+        codes = codes.loc[rows]
+        hit = codes.notna()
+        if not hit.any():
+            continue
+        if column in rules:
+            text = pd.Series(rules[column].message, index=rows, dtype="string")
+        else:
+            col = contract.column(column)
+            value = mask_series(cleaned.get(column, pd.Series(pd.NA, index=rows)).loc[rows],
+                                col.pii).fillna("空")
+            rule_text = codes.map(RULE_TEXT, na_action="ignore").astype("string")
+            if col.type in _TYPE_TEXT:
+                rule_text = rule_text.where(codes != "unparseable",
+                                            f"无法识别为{_TYPE_TEXT[col.type]}")
+            text = labels[column] + "：" + rule_text + "（" + value + "）"
+        joined = message.where(message == "", message + "；") + text
+        message = message.where(~hit, joined)
+    return message
+
+
+def validate_rows(
+    raw: pd.DataFrame, contract: Contract, common: Common, *, exchange_date: date, excel: bool
+) -> Validated:
+    """Normalise and validate every row of a delivery; see the module docstring."""
+    raw = _apply_derivations(raw, contract, common)
+    normalised = normalise_frame(raw, contract, common, exchange_date=exchange_date, excel=excel)
+    index = raw.index
+    typed_cols = {
+        c.name: normalised[c.name].values if c.name in normalised else empty_column(c, index)
+        for c in contract.columns
+    }
+    typed = pd.DataFrame(typed_cols, index=index)
+    cleaned = {name: n.cleaned for name, n in normalised.items()}
+
+    # Per-column defects, in contract column order, then row rules, then key conflicts.
+    found: list[tuple[str, str, pd.Series]] = []
+    required = set(contract.required_columns) | set(contract.key)
+    col_defects: dict[str, pd.Series] = {}
+    for col in contract.columns:
+        if col.name not in normalised:
+            codes = pd.Series(pd.NA, index=index, dtype="string")
+            if col.name in required:
+                codes[:] = "required"
+        else:
+            codes = _column_defects(col, normalised[col.name])
+            if col.name in required:
+                codes = codes.mask(codes.isna() & normalised[col.name].cleaned.isna(), "required")
+        col_defects[col.name] = codes
+        found.append((col.name, "column", codes))
+    for rule in contract.row_rules:
+        broken = row_rule_broken(typed, rule, exchange_date)
+        codes = pd.Series(pd.NA, index=index, dtype="string").mask(broken, rule.id)
+        found.append((rule.id, "rule", codes))
+
+    # Identical rows are collapsed to their first occurrence and counted.
+    identity = _row_identity(typed, cleaned, col_defects, list(contract.column_names))
+    duplicate = identity.duplicated(keep="first").to_numpy()
+
+    # Same key, different content: every such row is quarantined.
+    key_ok = np.ones(len(index), dtype=bool)
+    for k in contract.key:
+        key_ok &= col_defects[k].isna().to_numpy() & typed[k].notna().to_numpy()
+    candidates = key_ok & ~duplicate
+    key_hash = pd.util.hash_pandas_object(typed[list(contract.key)], index=False).to_numpy()
+    conflict = np.zeros(len(index), dtype=bool)
+    if candidates.any():
+        conflict[candidates] = pd.Series(key_hash[candidates]).duplicated(keep=False).to_numpy()
+    conflicts = pd.Series(pd.NA, index=index, dtype="string").mask(conflict, "key_conflict")
+    found.append((contract.key[0], "conflict", conflicts))
+
+    defect_count = np.zeros(len(index), dtype=np.int64)
+    for _, _, codes in found:
+        defect_count += codes.notna().to_numpy()
+    typed = typed.assign(source_row=raw["source_row"].to_numpy(),
+                         _defects=pd.array(defect_count, dtype="Int64"))
+
+    quarantined = (defect_count > 0) & ~duplicate
+    accepted_mask = ~quarantined & ~duplicate
+    rows = index[quarantined]
+
+    # The primary defect of each quarantined row: the first found, in declaration order.
+    column = pd.Series(pd.NA, index=rows, dtype="string")
+    rule = pd.Series(pd.NA, index=rows, dtype="string")
+    value = pd.Series(pd.NA, index=rows, dtype="string")
+    rule_columns = {r.id: r.columns[0] for r in contract.row_rules}
+    for name, kind, codes in found:
+        codes = codes.loc[rows]
+        first = rule.isna() & codes.notna()
+        if not first.any():
+            continue
+        target = rule_columns.get(name, name) if kind == "rule" else name
+        rule = rule.where(~first, codes)
+        column = column.where(~first, target)
+        if target in cleaned:
+            masked = mask_series(cleaned[target].loc[rows], contract.column(target).pii)
+            value = value.where(~first, masked)
+    rejects = pd.DataFrame({
+        "source_row": raw["source_row"].loc[rows].astype("int64"),
+        "column": column,
+        "rule": rule,
+        "value_masked": value,
+        "message": _messages(contract, found, cleaned, rows),
+    }).sort_values("source_row", kind="stable").reset_index(drop=True)
+
+    accepted = typed.loc[accepted_mask, [*contract.column_names, "source_row"]]
+    result = Validated(
+        typed=typed,
+        accepted=accepted.reset_index(drop=True),
+        rejects=rejects,
+        rows_in=len(index),
+        rows_loaded=int(accepted_mask.sum()),
+        rows_quarantined=int(quarantined.sum()),
+        duplicates=int(duplicate.sum()),
+    )
+    check_conservation(result.rows_in, result.rows_loaded, result.rows_quarantined,
+                       result.duplicates)
+    return result
+
+
+def check_conservation(rows_in: int, loaded: int, rejected: int, duplicates: int) -> None:
+    """Nothing lost, nothing invented: every delivered row is accounted for exactly once."""
+    if rows_in != loaded + rejected + duplicates:
+        raise ConservationError(
+            f"rows_in {rows_in} != loaded {loaded} + rejected {rejected} + duplicates {duplicates}"
+        )
