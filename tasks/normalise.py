@@ -177,7 +177,8 @@ def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, 
     sci = text.str.fullmatch(_SCI_RE).fillna(False).astype(bool)
     ids = text.copy()
     ids = ids.where(~(digits & (n == 15)), upgrade_id15(text.where(digits & (n == 15))))
-    ids = ids.where(~(digits & (n == 20)), text.str.slice(0, 18))
+    cert20 = text.str.fullmatch(r"\d{17}[\dX]\d{2}").fillna(False).astype(bool)
+    ids = ids.where(~cert20, text.str.slice(0, 18))
     shape_ok = ids.str.fullmatch(r"\d{17}[\dX]").fillna(False).astype(bool)
 
     defects = pd.Series(NA, index=cleaned.index, dtype="string")

@@ -130,7 +130,7 @@ def birth_date_matches_id(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Ser
     birth, id_col = rule.columns
     implied = id18_birth_dates(frame[id_col])
     given = pd.to_datetime(frame[birth])
-    return (given != implied).fillna(False).astype(bool)
+    return (given.notna() & implied.notna() & (given != implied)).astype(bool)
 
 
 def one_head_per_household(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Series:

@@ -1,0 +1,283 @@
+"""Great Expectations as the delivery gate: run the dataset's suites on its normalised frame.
+
+The engine (tasks/validate.py) decides row by row what is quarantined; GX then judges the whole
+delivery and its verdict gates the load. Per delivery, under one process-wide lock:
+
+    suites   <DATASET>.delivery and <DATASET>.contract (expectations/gx_suite.py), written with
+             add-or-update semantics into the expectations store
+    runs     one ValidationDefinition + Checkpoint per suite, both under one run id
+             (run_label); the Checkpoint's UpdateDataDocsAction builds the Data Docs pages
+    verdict  success = delivery suite passed and (contract suite passed, or it ran on a sample)
+
+What lands under `context_root` (a GX file project, created on first use):
+
+    gx/great_expectations.yml              project config: analytics off, progress bars off,
+                                           one pandas data source "datashare", one dataframe
+                                           asset per dataset (no data: frames are passed per run)
+    gx/expectations/<suite>.json           the suites
+    gx/validation_definitions/, checkpoints/   one per suite
+    gx/uncommitted/validations/<suite>/<run_label>/<time>/<batch>.json   validation results
+    gx/uncommitted/data_docs/local_site/   HTML Data Docs (index.html)
+
+Personal data: results hold counts, percentages and at most 20 unexpected values per
+expectation, and expectations on personal columns (contract `pii`) hold no values at all
+(expectations/gx_custom.py). Batch parameters are stored as a placeholder, never the frame.
+
+GX objects are not thread-safe: everything GX runs under `_LOCK` (Prefect runs deliveries in
+threads). A project is opened once per `context_root` per process and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from expectations.contract import Contract
+from expectations.gx_custom import gx
+from expectations.gx_suite import build_suites
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+DATASOURCE = "datashare"
+BATCH_DEFINITION = "whole_frame"
+DOCS_SITE = "local_site"
+# One result format for every expectation of a run (GX lets the run's format win); personal
+# columns strip their values themselves. BASIC: counts plus up to 20 values, without the
+# per-row index lists SUMMARY computes (those cost ~10% more on large frames).
+RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 20}
+SAMPLE_SEED = 20_250_312
+
+_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class GxVerdict:
+    """GX's judgement of one delivery; `success` is the gate.
+
+    failed_expectations: short labels such as ``expect_column_values_to_be_in_set(status)``,
+    delivery suite first; never values. statistics: counts and timings of both runs.
+    """
+
+    success: bool
+    delivery_success: bool
+    contract_success: bool
+    contract_sampled: bool
+    failed_expectations: tuple[str, ...]
+    statistics: Mapping[str, float] = field(default_factory=dict)
+    docs_index: Path | None = None
+
+
+@dataclass
+class _Project:
+    """An open GX file project and the batch definitions made so far (one per dataset)."""
+
+    context: Any
+    batch_definitions: dict[str, Any] = field(default_factory=dict)
+
+
+_PROJECTS: dict[Path, _Project] = {}
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep GX's (and pandas-inside-GX's) warnings off stderr and out of `-W error` runs.
+
+    Only warnings raised from GX's modules are ignored; ours still surface.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                module=r"(marshmallow|pydantic|altair)(\.|$)")
+        yield
+
+
+def _open_project(root: Path) -> _Project:
+    """The GX file project under `root`, created (quiet, no analytics) on first use."""
+    root = root.resolve()
+    project = _PROJECTS.get(root)
+    if project is not None:
+        return project
+    root.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="file", project_root_dir=root)
+    variables = context.variables
+    changed = False
+    if variables.analytics_enabled is not False:
+        variables.analytics_enabled = False
+        changed = True
+    bars = variables.progress_bars
+    if not bars or bars.get("globally") is not False:
+        variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        changed = True
+    site = (variables.data_docs_sites or {}).get(DOCS_SITE)
+    if site and site.get("show_how_to_buttons", True):
+        site["show_how_to_buttons"] = False
+        changed = True
+    if changed:
+        variables.save()
+        context = gx.get_context(mode="file", project_root_dir=root)
+    if DATASOURCE not in context.data_sources.all():
+        context.data_sources.add_pandas(name=DATASOURCE)
+    project = _Project(context=context)
+    _PROJECTS[root] = project
+    return project
+
+
+def _batch_definition(project: _Project, dataset: str) -> Any:
+    """The whole-dataframe batch definition of the dataset's asset (made once)."""
+    found = project.batch_definitions.get(dataset)
+    if found is not None:
+        return found
+    source = project.context.data_sources.get(DATASOURCE)
+    try:
+        asset = source.get_asset(dataset)
+    except LookupError:
+        asset = source.add_dataframe_asset(name=dataset)
+    try:
+        found = asset.get_batch_definition(BATCH_DEFINITION)
+    except KeyError:
+        found = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
+    project.batch_definitions[dataset] = found
+    return found
+
+
+def _label(result: ExpectationValidationResult) -> str:
+    """``expectation_type(column)`` (or the rule id / column list): no values, ever."""
+    config = result.expectation_config
+    kwargs = config.kwargs
+    if "column" in kwargs:
+        label = f"{config.type}({kwargs['column']})"
+    elif "rule_id" in kwargs:
+        label = f"{config.type}({kwargs['rule_id']})"
+    elif "column_list" in kwargs:
+        label = f"{config.type}({','.join(kwargs['column_list'])})"
+    else:
+        label = config.type
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        label += ": error"
+    return label
+
+
+def _run_suite(
+    project: _Project, suite: Any, batch_definition: Any, frame: pd.DataFrame,
+    run_id: RunIdentifier, build_docs: bool,
+) -> ExpectationSuiteValidationResult:
+    """Store the suite, then validate `frame` with it through a ValidationDefinition and a
+    Checkpoint (which builds its Data Docs pages when `build_docs`)."""
+    context = project.context
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)
+    )
+    actions = [UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=suite.name, validation_definitions=[definition],
+        actions=actions if build_docs else [], result_format=RESULT_FORMAT,
+    ))
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+    (result,) = outcome.run_results.values()
+    return result
+
+
+def _sample(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """A deterministic uniform sample of `max_rows` rows, in their delivered order."""
+    return frame.sample(n=max_rows, random_state=SAMPLE_SEED).sort_index()
+
+
+def validate_delivery_gx(
+    frame: pd.DataFrame,
+    contract: Contract,
+    *,
+    exchange_date: date,
+    previous_rows: int | None,
+    context_root: Path,
+    run_label: str,
+    max_rows: int = 200_000,
+    build_docs: bool = True,
+) -> GxVerdict:
+    """Validate one delivery's normalised frame with Great Expectations; the verdict gates it.
+
+    `frame` is the engine's typed frame: one column per contract column, plus `source_row`
+    and `_defects` (the engine's count of quarantine reasons per row). `previous_rows` is the
+    row count of the last accepted snapshot (None: unknown, or an events dataset).
+
+    The delivery suite (required columns, truncated snapshot, quarantine share) always runs on
+    the whole frame: it is cheap, and its `_defects` expectation carries the engine's full
+    row-level result. The contract suite checks every column and row rule again in GX; GX pays
+    per expectation per row (it copies the non-null part of the frame for every column check),
+    so above `max_rows` rows it runs on a deterministic sample of `max_rows` rows. On a sample
+    its outcome is reported but does not gate: a sample cannot prove a share over the whole
+    delivery, and delivery-wide rules (one 户主 per household) are not meaningful on one.
+
+    Raises whatever GX raises when it cannot run at all (store or config errors): a delivery
+    is never accepted without a verdict.
+    """
+    delivery_suite, contract_suite = build_suites(
+        contract, exchange_date=exchange_date, previous_rows=previous_rows
+    )
+    sampled = len(frame) > max_rows
+    contract_frame = _sample(frame, max_rows) if sampled else frame
+    run_time = datetime.now(UTC)
+
+    with _LOCK, _quiet():
+        project = _open_project(Path(context_root))
+        batch_definition = _batch_definition(project, contract.dataset)
+        run_id = RunIdentifier(run_name=run_label, run_time=run_time)
+        started = time.perf_counter()
+        delivery = _run_suite(project, delivery_suite, batch_definition, frame, run_id,
+                              build_docs)
+        middle = time.perf_counter()
+        checked = _run_suite(project, contract_suite, batch_definition, contract_frame, run_id,
+                             build_docs)
+        ended = time.perf_counter()
+        docs_index = _docs_index(project) if build_docs else None
+
+    failed = tuple(_label(r) for r in (*delivery.results, *checked.results) if not r.success)
+    statistics = {
+        "rows": len(frame),
+        "contract_rows": len(contract_frame),
+        "delivery_evaluated": delivery.statistics["evaluated_expectations"],
+        "delivery_unsuccessful": delivery.statistics["unsuccessful_expectations"],
+        "contract_evaluated": checked.statistics["evaluated_expectations"],
+        "contract_unsuccessful": checked.statistics["unsuccessful_expectations"],
+        "delivery_seconds": round(middle - started, 3),
+        "contract_seconds": round(ended - middle, 3),
+    }
+    return GxVerdict(
+        success=bool(delivery.success) and (bool(checked.success) or sampled),
+        delivery_success=bool(delivery.success),
+        contract_success=bool(checked.success),
+        contract_sampled=sampled,
+        failed_expectations=failed,
+        statistics=MappingProxyType(statistics),
+        docs_index=docs_index,
+    )
+
+
+def _docs_index(project: _Project) -> Path | None:
+    """Path of the local Data Docs site's index.html (None if it was not built)."""
+    site = (project.context.variables.data_docs_sites or {}).get(DOCS_SITE) or {}
+    base = site.get("store_backend", {}).get("base_directory")
+    if not base:
+        return None
+    index = Path(project.context.root_directory) / base / "index.html"
+    return index if index.exists() else None
