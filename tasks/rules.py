@@ -120,8 +120,11 @@ def gender_matches_id(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Series:
     """The 17th id digit is odd for 男 and even for 女."""
     gender, id_col = rule.columns
     digit = pd.to_numeric(frame[id_col].astype("string").str.slice(16, 17), errors="coerce")
-    implied = pd.Series(np.where(digit % 2 == 1, "男", "女"), index=frame.index, dtype="string")
-    implied = implied.where(digit.notna(), pd.NA)
+    # An id without a 17th digit (invalid: quarantined by its own rule) implies no gender.
+    known = digit.notna().to_numpy(dtype=bool)
+    odd = (digit.fillna(0).to_numpy(dtype="int64") % 2) == 1
+    implied = pd.Series(np.where(odd, "男", "女"), index=frame.index, dtype="string")
+    implied = implied.where(known, pd.NA)
     return (frame[gender].astype("string") != implied).fillna(False).astype(bool)
 
 
