@@ -6,10 +6,31 @@ run, on start) brings a database to the newest revision.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
-    Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text,
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
     UniqueConstraint,
+    and_,
+    or_,
+    true,
 )
+from sqlalchemy.types import TypeEngine
+
+from expectations.contract import Contract, load_contracts
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -61,3 +82,124 @@ rejects = Table(
     Index(None, "delivery_id"),
     Index(None, "dataset", "exchange_date"),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# History: one table per dataset, built from its contract (names and types decided here only).
+#
+#   <canonical columns> <person_key per id18 column> delivery_id source_file source_row
+#   row_hash valid_from valid_to is_current [cancelled cancelled_by]
+#
+# A version is valid on day d when valid_from <= d and (valid_to is null or valid_to > d);
+# at most one version per key is open (valid_to null, is_current true): none once it is closed.
+# The primary key (key..., valid_from) holds because a dataset gets one merge per exchange date.
+
+SQL_TYPES: dict[str, TypeEngine[Any]] = {
+    "text": Text(), "enum": Text(), "enum_multi": Text(), "month": String(7),
+    "id18": String(18), "credit_code": String(18), "date": Date(), "decimal": Numeric(14, 2),
+    "int": BigInteger(), "bool": Boolean(),
+}
+LINEAGE_COLUMNS = ("delivery_id", "source_file", "source_row")
+VALIDITY_COLUMNS = ("row_hash", "valid_from", "valid_to", "is_current")
+CANCEL_COLUMNS = ("cancelled", "cancelled_by")
+
+
+def history_table_name(dataset: str) -> str:
+    """The history table of a dataset: MZ_DIBAO -> h_mz_dibao."""
+    return f"h_{dataset.lower()}"
+
+
+def person_key_column(id_column: str) -> str:
+    """The person_key column paired with an id18 column: head_id_number -> head_person_key."""
+    if id_column.endswith("id_number"):
+        return id_column.removesuffix("id_number") + "person_key"
+    return f"{id_column}_person_key"
+
+
+def id_columns(contract: Contract) -> tuple[str, ...]:
+    """The contract's id18 columns (each gets a person_key column in history)."""
+    return tuple(c.name for c in contract.columns if c.type == "id18")
+
+
+def _history_table(contract: Contract) -> Table:
+    name = history_table_name(contract.dataset)
+    system = [person_key_column(c) for c in id_columns(contract)]
+    system += [*LINEAGE_COLUMNS, *VALIDITY_COLUMNS]
+    if contract.merge_hook == "cancel_reversals":
+        system += list(CANCEL_COLUMNS)
+    clash = set(system) & set(contract.column_names)
+    if clash:
+        raise ValueError(f"{contract.dataset}: columns {sorted(clash)} are reserved by history")
+    columns: list[Column[Any]] = [
+        Column(c.name, SQL_TYPES[c.type], nullable=c.name not in contract.key)
+        for c in contract.columns
+    ]
+    columns += [Column(person_key_column(c), String(32)) for c in id_columns(contract)]
+    columns += [
+        Column("delivery_id", String(64), nullable=False),
+        Column("source_file", String(255), nullable=False),
+        Column("source_row", BigInteger),
+        Column("row_hash", String(32), nullable=False),
+        Column("valid_from", Date, nullable=False),
+        Column("valid_to", Date),
+        Column("is_current", Boolean, nullable=False),
+    ]
+    if contract.merge_hook == "cancel_reversals":
+        columns += [Column("cancelled", Boolean, nullable=False),
+                    Column("cancelled_by", String(64))]
+    table = Table(name, metadata, *columns, PrimaryKeyConstraint(*contract.key, "valid_from"))
+    # The open versions by key, partial on is_current: closing a version only drops its entry
+    # (a full (key, is_current) index rewrites one per close: +30% WAL on PostgreSQL), and
+    # row_hash makes it covering for the nightly read of every current (key, row_hash).
+    current = table.c.is_current == true()
+    # is_current is constant inside it, but without it SQLite does not see the index as covering.
+    Index(f"ix_{name}_current", *(table.c[k] for k in contract.key), table.c.row_hash,
+          table.c.is_current, sqlite_where=current, postgresql_where=current)
+    return table
+
+
+# Dataset name -> its history table, for every contract.
+history_tables: dict[str, Table] = {
+    dataset: _history_table(contract) for dataset, contract in load_contracts().items()
+}
+
+# One row per merged delivery: which delivery gave each dataset's state on each exchange date.
+# It makes a merge safe to repeat and tells a re-delivery for a past date from a new night.
+history_merges = Table(
+    "history_merges", metadata,
+    Column("dataset", String(32), nullable=False),
+    Column("exchange_date", Date, nullable=False),
+    Column("delivery_id", String(64), nullable=False),
+    Column("inserted", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("closed", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("reopened", Integer, nullable=False),
+    Column("cancelled", Integer, nullable=False),
+    PrimaryKeyConstraint("dataset", "exchange_date"),
+)
+
+# Identity: one row per (person, dataset, id column) ever seen in history, with the first
+# exchange date it appeared. `warehouse.identity.persons` folds it to one row per person.
+person_sources = Table(
+    "person_sources", metadata,
+    Column("person_key", String(32), nullable=False),
+    Column("dataset", String(32), nullable=False),
+    Column("id_column", String(32), nullable=False),
+    Column("dept", String(8), nullable=False),
+    Column("id_number", String(18), nullable=False),
+    Column("first_seen", Date, nullable=False),
+    PrimaryKeyConstraint("person_key", "dataset", "id_column"),
+    Index(None, "dataset", "first_seen"),
+)
+
+
+def valid_on(table: Table, as_of: object) -> ColumnElement[bool]:
+    """The rows of a history table that were true on `as_of` (a date)."""
+    return and_(table.c.valid_from <= as_of,
+                or_(table.c.valid_to.is_(None), table.c.valid_to > as_of))
+
+
+# The tables of later parts register themselves on the same metadata (import at the end: they
+# import `metadata` from here).
+from warehouse import tables_alerts, tables_ops, tables_publish  # noqa: E402, F401
