@@ -21,7 +21,6 @@ from datashare.errors import ConfigurationError, RunLocked, WarehouseUnavailable
 from datashare.settings import Settings
 
 if TYPE_CHECKING:
-    from flows.nightly import RunConfig
     from tasks.intake import IntakeSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -29,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 db_app = typer.Typer(help="Warehouse schema.")
 app.add_typer(db_app, name="db")
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line reasons stay one line
 
 _STATUS_STYLE = {"loaded": "green", "failed": "red", "duplicate": "yellow",
                  "unchanged": "dim", "superseded": "dim"}
@@ -52,28 +51,23 @@ def quiet_prefect(settings: Settings) -> None:
         os.environ.setdefault(key, value)
 
 
-def run_config(settings: Settings, **overrides: object) -> RunConfig:
-    from flows.nightly import RunConfig
-
-    return RunConfig(
-        landing=str(settings.landing), warehouse_url=str(settings.warehouse_url),
-        lake=str(settings.lake), publish_dir=str(settings.publish_dir),
-        gx_root=str(settings.home / "gx"), gx_max_rows=settings.gx_max_rows,
-        max_workers=settings.max_workers, sql_url=settings.landing_sql_url,
-        **overrides,  # type: ignore[arg-type]
-    )
-
-
 def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
+    """One row per delivery: counts and outcome (file names are in the published ledger)."""
     table = Table(title=title, show_lines=False)
-    for header in ("部门", "数据集", "文件", "状态", "行数", "入库", "问题", "重复", "原因"):
-        table.add_column(header, justify="right" if header in {"行数", "入库", "问题", "重复"}
-                         else "left", overflow="fold")
+    numeric = {"行数", "入库", "问题", "重复"}
+    for header in ("日期", "数据集", "状态", "行数", "入库", "问题", "重复", "原因"):
+        table.add_column(header, justify="right" if header in numeric else "left",
+                         no_wrap=header != "原因", overflow="fold")
     for s in summaries:
         style = _STATUS_STYLE.get(s.status, "")
-        table.add_row(s.dept, s.dataset, s.source_file, f"[{style}]{s.status}[/]",
+        table.add_row(f"{s.exchange_date:%m-%d}", s.dataset, f"[{style}]{s.status}[/]",
                       f"{s.rows_in:,}", f"{s.rows_loaded:,}", f"{s.rows_rejected:,}",
-                      f"{s.duplicates:,}", (s.reason or "")[:80])
+                      f"{s.duplicates:,}", (s.reason or "")[:60])
+    if summaries:
+        table.add_section()
+        table.add_row("合计", f"{len(summaries)} 个交付", "",
+                      *(f"{sum(getattr(s, f) for s in summaries):,}"
+                        for f in ("rows_in", "rows_loaded", "rows_rejected", "duplicates")), "")
     return table
 
 
@@ -94,9 +88,12 @@ def _guarded(fn):  # type: ignore[no-untyped-def]
         _fail(4, str(exc))
 
 
-def _settings(**env: object) -> Settings:
+def _settings(**overrides: object) -> Settings:
+    # Flows read Settings from the environment at their entry: hand the overrides down that way.
+    for key, value in overrides.items():
+        os.environ[f"DATASHARE_{key.upper()}"] = str(value)
     try:
-        settings = Settings(**env)  # type: ignore[arg-type]
+        settings = Settings()
         settings.person_key_secret()
     except ConfigurationError as exc:
         _fail(2, str(exc))
@@ -121,8 +118,8 @@ def run(
     settings = _settings()
     from flows.nightly import run_nightly
 
-    config = run_config(settings, datasets=datasets or None, force=force or [])
-    summaries = _guarded(lambda: run_nightly(day, config))
+    summaries = _guarded(lambda: run_nightly(day, settings, datasets=datasets or None,
+                                             force=force or None))
     console.print(summary_table(f"交换台账 {day}", summaries))
 
 
@@ -157,7 +154,6 @@ def demo(
 
     first = date.fromisoformat(start)
     landing = Path(str(settings.landing))
-    config = run_config(settings)
     all_summaries: list[IntakeSummary] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -169,7 +165,7 @@ def demo(
             progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：生成交付文件…")
             write_night(county, landing, day)
             progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：接收与校验…")
-            summaries = _guarded(lambda day=day: run_nightly(day, config))
+            summaries = _guarded(lambda day=day: run_nightly(day, settings))
             all_summaries.extend(summaries)
             progress.advance(job)
         progress.update(job, description="完成")
@@ -177,6 +173,75 @@ def demo(
                                 all_summaries))
     console.print(f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n"
                   f"发布: {settings.publish_dir}\nData Docs: {settings.home / 'gx'}")
+
+
+_REASON_STYLE = {"missing": "yellow", "failed": "red", "re-delivered": "cyan", "forced": "magenta"}
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(2, f"{option} must be YYYY-MM-DD, got {value!r}")
+        raise  # unreachable: _fail exits
+
+
+@app.command()
+def backfill(
+    date_from: Annotated[str, typer.Option("--from", help="First exchange date, YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="Last exchange date, YYYY-MM-DD.")],
+    datasets: Annotated[list[str] | None, typer.Option(
+        "--dataset", "--datasets", help="Only these datasets (repeat the option).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+                       ] = False,
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", min=1, help="At most this many datasets at a time.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Also re-derive loaded deliveries' history from the lake.")] = False,
+) -> None:
+    """Redo a range of exchange dates: missing, failed, re-delivered (or forced) deliveries."""
+    first, last = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
+    if last < first:
+        _fail(2, f"--to {last} is before --from {first}")
+    settings = _settings()
+    from flows.backfill import run_backfill
+
+    try:
+        result = _guarded(lambda: run_backfill(settings, first, last, datasets=datasets or None,
+                                               dry_run=dry_run, max_parallel=max_parallel,
+                                               force=force))
+    except ValueError as exc:  # unknown dataset
+        _fail(2, str(exc))
+    title = f"补跑计划 {first} – {last}" + ("（试运行，未做任何更改）" if dry_run else "")
+    table = Table(title=title)
+    for header in ("日期", "部门", "数据集", "原因", "说明"):
+        table.add_column(header, no_wrap=header != "说明", overflow="fold")
+    for item in result.plan:
+        style = _REASON_STYLE.get(item.reason, "")
+        table.add_row(item.exchange_date.isoformat(), item.dept, item.dataset,
+                      f"[{style}]{item.reason}[/]", item.detail)
+    console.print(table)
+    if not result.plan:
+        console.print("nothing to redo: the warehouse already holds what the landing area has")
+    elif not dry_run:
+        console.print(f"backfill {result.backfill_id}: {result.nights} night(s) run")
+
+
+@app.command()
+def serve(
+    cron: Annotated[str | None, typer.Option(
+        help="Cron of the nightly run (default: settings schedule_cron, 0 2 * * *).")] = None,
+    interval: Annotated[float | None, typer.Option(
+        hidden=True, help="Run every N seconds instead of the cron (demos, tests).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many runs at once.")] = None,
+) -> None:
+    """Run the nightly schedule on this machine until interrupted (no Prefect server needed)."""
+    settings = _settings()
+    from flows.serve import serve_schedule
+
+    console.print(f"serving nightly ({cron or settings.schedule_cron}, "
+                  f"{settings.schedule_timezone}) and backfill; Ctrl+C to stop")
+    _guarded(lambda: serve_schedule(settings, cron=cron, interval_seconds=interval, limit=limit))
 
 
 def main() -> None:

@@ -26,7 +26,17 @@ class Settings(BaseSettings):
     environment: Literal["production", "demo", "test"] = "production"
     landing_sql_url: str | None = None     # department database for SQL-view deliveries
     gx_max_rows: int = Field(default=200_000, ge=1000)  # contract suite runs on a sample above
+    landing_sql_views: dict[str, str] = {}  # dataset -> query with :exchange_date (JSON)
     max_workers: int = Field(default=4, ge=1)
+    build_docs: bool = True                # GX Data Docs per delivery (off for big backfills)
+    # Operations (issue 6): notifications, task runner, schedule, catch-up, writer lock.
+    notify_urls: list[str] = []            # Apprise URLs (JSON list); may hold tokens: never logged
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None        # tcp://scheduler:8786; None: a local process cluster
+    schedule_cron: str = "0 2 * * *"       # the nightly run, in schedule_timezone
+    schedule_timezone: str = "Asia/Shanghai"
+    catch_up: Literal["all", "latest", "skip"] = "all"  # missed nights after downtime
+    lock_wait_seconds: float = Field(default=0, ge=0)   # a second run waits this long, then exits 4
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:

@@ -6,13 +6,21 @@
 Outcomes (the ledger's status):
   loaded      accepted rows are in the lake; quarantined rows are in rejects
   failed      a delivery-level gate failed; nothing of it is loaded, its rows count as rejected
-  duplicate   the same bytes were already loaded for another date; nothing loaded
+  duplicate   an events delivery whose bytes were already loaded for another date (the same
+              events delivered twice); nothing loaded. A snapshot with the same bytes as an
+              earlier date is loaded normally: it says "nothing changed", which history records.
   superseded  (later) a re-delivery for the same date replaced it
 Re-running over the same bytes for the same dataset and date is a no-op that records nothing.
+
+A loaded delivery's ledger row, its rejects and its merge into history are written in one
+transaction. Its Parquet in the lake is written first, under a path derived from the delivery id,
+and only becomes part of the warehouse through the ledger row that names it: if the process dies
+before the commit, the next run writes the same bytes to the same path and commits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,6 +39,7 @@ from tasks.landing import DeliveryRef
 from tasks.read import read_delivery
 from tasks.validate import REJECT_COLUMNS, Validated, check_conservation, validate_rows
 from warehouse import ledger
+from warehouse.history import MergeOrderError, merge_delivery, rebuild_from
 from warehouse.lake import lake_path, write_bytes_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,7 @@ class IntakeOptions:
     gx_max_rows: int = 200_000
     build_docs: bool = True
     force: bool = False  # accept a snapshot below half of the previous one (operator's call)
+    secret: bytes = b""  # HMAC key for person_key; required to load
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class IntakeSummary:
     rows_rejected: int
     duplicates: int
     reason: str | None
+    rebuilt_from: date | None = None  # history re-derived from this date (past re-delivery)
 
 
 def arrow_schema(contract: Contract) -> pa.Schema:
@@ -126,7 +137,11 @@ def intake_delivery(
         return IntakeSummary(did, contract.dept, contract.dataset, ref.exchange_date,
                              ref.file_name, status, rows_in, loaded, rejected, dups, reason)
 
-    if (status := ledger.known(engine, contract.dataset, ref.exchange_date, sha)) is not None:
+    status = ledger.known(engine, contract.dataset, ref.exchange_date, sha)
+    # An operator forcing a delivery that failed (e.g. a truncated snapshot) re-runs it: its
+    # failed record is then replaced. Anything else already recorded is a no-op.
+    retry = status == "failed" and options.force
+    if status is not None and not retry:
         return summary("unchanged", reason=f"already recorded as {status}")
 
     raw_rel = lake_path("raw", contract.dataset, ref.exchange_date, f"{did}__{ref.file_name}")
@@ -140,7 +155,8 @@ def intake_delivery(
     try:
         raw = read_delivery(content, ref.file_name, contract, common)
     except DeliveryError as exc:
-        return _record_failure(engine, base, exc, rows_in=0, dups=0, rejects=None)
+        return _record_failure(engine, base, exc, rows_in=0, dups=0, rejects=None,
+                               replace=retry)
 
     extra = json.dumps(list(raw.extra_columns), ensure_ascii=False) if raw.extra_columns else None
     base |= dict(file_format=raw.fmt, encoding=raw.encoding, extra_columns=extra)
@@ -150,22 +166,26 @@ def intake_delivery(
         headers = "、".join(f"{contract.column(c).header}（{c}）" for c in missing)
         err = LayoutError(f"缺少必需列：{headers}", dept=contract.dept, dataset=contract.dataset,
                           source_file=ref.file_name, column=missing[0], rule="missing_column")
-        return _record_failure(engine, base, err, rows_in=rows_in, dups=0, rejects=None)
+        return _record_failure(engine, base, err, rows_in=rows_in, dups=0, rejects=None,
+                               replace=retry)
 
-    if (earlier := ledger.loaded_elsewhere(engine, contract.dataset, sha)) is not None:
+    if contract.mode == "events" and (
+            earlier := ledger.loaded_elsewhere(engine, contract.dataset, sha)) is not None:
         rec = ledger.DeliveryRecord(**base, status="duplicate", rows_in=rows_in, rows_loaded=0,
                                     rows_rejected=0, duplicates=rows_in,
                                     reason=f"与已接收的交付 {earlier} 内容完全相同")
         with ledger.writing(engine) as conn:
-            ledger.record(conn, rec, pd.DataFrame(columns=REJECT_COLUMNS))
+            ledger.record(conn, rec, pd.DataFrame(columns=REJECT_COLUMNS), replace=retry)
         return summary("duplicate", rows_in, 0, 0, rows_in, rec.reason)
 
     validated = validate_rows(raw.frame, contract, common, exchange_date=ref.exchange_date,
                               excel=raw.fmt == "xlsx")
     previous = (ledger.previous_snapshot_rows(engine, contract.dataset, ref.exchange_date)
                 if contract.mode == "snapshot" else None)
+    # GX sees the rows the engine counts (duplicates collapsed) and the columns the file had.
+    gx_frame = validated.distinct.drop(columns=list(raw.missing_columns))
     verdict = validate_delivery_gx(
-        validated.typed, contract, exchange_date=ref.exchange_date,
+        gx_frame, contract, exchange_date=ref.exchange_date,
         previous_rows=None if options.force else previous,
         context_root=options.gx_root, run_label=did, max_rows=options.gx_max_rows,
         build_docs=options.build_docs,
@@ -181,7 +201,7 @@ def intake_delivery(
         rejected = validated.rows_in - validated.duplicates
         return _record_failure(engine, base, err, rows_in=validated.rows_in,
                                dups=validated.duplicates, rejects=validated.rejects,
-                               rejected=rejected)
+                               rejected=rejected, replace=retry)
 
     accepted_rel = lake_path("accepted", contract.dataset, ref.exchange_date, f"{did}.parquet")
     table = to_arrow_table(validated.accepted, contract, did, ref.file_name)
@@ -191,14 +211,24 @@ def intake_delivery(
         rows_rejected=validated.rows_quarantined, duplicates=validated.duplicates,
         lake_path=accepted_rel,
     )
+    rebuilt_from = None
     with ledger.writing(engine) as conn:
-        ledger.record(conn, rec, validated.rejects)
-    return summary("loaded", rec.rows_in, rec.rows_loaded, rec.rows_rejected, rec.duplicates)
+        ledger.record(conn, rec, validated.rejects, replace=retry)
+        try:
+            merge_delivery(conn, contract, table, delivery_id=did,
+                           exchange_date=ref.exchange_date, secret=options.secret)
+        except MergeOrderError:
+            # A re-delivery (or a late delivery) for a past date: replay from that date on.
+            rebuild_from(conn, contract, ref.exchange_date, lake_root=options.lake_root,
+                         secret=options.secret)
+            rebuilt_from = ref.exchange_date
+    done = summary("loaded", rec.rows_in, rec.rows_loaded, rec.rows_rejected, rec.duplicates)
+    return dataclasses.replace(done, rebuilt_from=rebuilt_from)
 
 
 def _record_failure(engine: Engine, base: dict[str, object], err: DeliveryError, *,
                     rows_in: int, dups: int, rejects: pd.DataFrame | None,
-                    rejected: int | None = None) -> IntakeSummary:
+                    rejected: int | None = None, replace: bool = False) -> IntakeSummary:
     """Record a failed delivery: nothing loaded, every distinct row counted as rejected."""
     rejected = rows_in - dups if rejected is None else rejected
     check_conservation(rows_in, 0, rejected, dups)
@@ -210,7 +240,7 @@ def _record_failure(engine: Engine, base: dict[str, object], err: DeliveryError,
     rec = ledger.DeliveryRecord(**base, status="failed", rows_in=rows_in, rows_loaded=0,  # type: ignore[arg-type]
                                 rows_rejected=rejected, duplicates=dups, reason=reason)
     with ledger.writing(engine) as conn:
-        ledger.record(conn, rec, rows)
+        ledger.record(conn, rec, rows, replace=replace)
     log.warning("delivery %s failed: %s", rec.delivery_id, reason)
     return IntakeSummary(rec.delivery_id, rec.dept, rec.dataset, rec.exchange_date,
                          rec.source_file, "failed", rows_in, 0, rejected, dups, reason)

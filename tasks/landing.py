@@ -79,7 +79,10 @@ class FsspecLanding:
             if not self.fs.isdir(folder):
                 continue
             pattern = file_name_pattern(contract, exchange_date)
-            names = sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+            # Only files: a folder that happens to carry a delivery's name is not a delivery.
+            names = sorted(entry["name"].rstrip("/").rsplit("/", 1)[-1]
+                           for entry in self.fs.ls(folder, detail=True)
+                           if entry.get("type") == "file")
             for name in names:
                 if pattern.match(name):
                     refs.append(DeliveryRef(contract.dept, contract.dataset, exchange_date, name,
@@ -94,8 +97,9 @@ class FsspecLanding:
 class HttpLanding:
     """An HTTP(S) endpoint that serves `<base>/<DEPT>/<DATASET>_<YYYYMMDD>.<ext>`.
 
-    Discovery probes each expected name with HEAD (servers rarely list directories); a 404 means
-    not delivered, any other error status is raised (and retried by the flow as transient IO).
+    Discovery probes each expected name with HEAD (servers rarely list directories), or with a
+    GET whose body is not read where the server does not allow HEAD; a 404 means not delivered,
+    any other error status is raised (and retried by the flow as transient IO).
     """
 
     def __init__(self, url: str, *, timeout: float = 60.0) -> None:
@@ -115,6 +119,9 @@ class HttpLanding:
                     name = f"{contract.dataset}_{exchange_date:%Y%m%d}.{ext}"
                     url = f"{self.url}/{contract.dept}/{name}"
                     response = client.head(url)
+                    if response.status_code in (405, 501):  # HEAD not allowed/implemented
+                        with client.stream("GET", url) as streamed:
+                            response = streamed
                     if response.status_code in (404, 410):
                         continue
                     response.raise_for_status()
@@ -155,14 +162,29 @@ class SqlViewLanding:
         self.views = dict(views)
 
     def discover(self, exchange_date: date, contracts: Iterable[Contract]) -> list[DeliveryRef]:
-        from sqlalchemy import make_url
+        """The datasets whose query returns rows for the date (one row is fetched per query)."""
+        from sqlalchemy import create_engine, make_url, text
 
+        wanted = [c for c in contracts if c.dataset in self.views]
+        if not wanted:
+            return []
         where = make_url(self.url).render_as_string(hide_password=True)
-        return [
-            DeliveryRef(c.dept, c.dataset, exchange_date,
-                        f"{c.dataset}_{exchange_date:%Y%m%d}.json", f"{where}#{c.dataset}")
-            for c in contracts if c.dataset in self.views
-        ]
+        refs: list[DeliveryRef] = []
+        engine = create_engine(_sqlalchemy_url(self.url))
+        try:
+            with engine.connect() as conn:
+                for c in wanted:
+                    # A server-side cursor where the driver has one: only the first row travels.
+                    result = conn.execution_options(stream_results=True).execute(
+                        text(self.views[c.dataset]), {"exchange_date": exchange_date})
+                    if result.first() is None:
+                        continue
+                    refs.append(DeliveryRef(c.dept, c.dataset, exchange_date,
+                                            f"{c.dataset}_{exchange_date:%Y%m%d}.json",
+                                            f"{where}#{c.dataset}"))
+        finally:
+            engine.dispose()
+        return refs
 
     def fetch(self, ref: DeliveryRef) -> bytes:
         from sqlalchemy import create_engine, text
@@ -207,7 +229,8 @@ def open_landing(url: str, *, sql_url: str | None = None,
         if not sql_url:
             from datashare.errors import ConfigurationError
 
-            raise ConfigurationError("SQL views are configured but DATASHARE_LANDING_SQL_URL is not")
+            raise ConfigurationError(
+                "SQL views are configured but DATASHARE_LANDING_SQL_URL is not")
         return SqlViewLanding(sql_url, sql_views)
     if url.startswith(("http://", "https://")):
         return HttpLanding(url)

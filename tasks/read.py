@@ -33,7 +33,7 @@ number cells stay digits (the normaliser reads them as dates for xlsx deliveries
 
 JSON: a top-level array of objects keyed by the headers; numbers as text the same way, true/false
 as ``true``/``false``, null as NA. Every element is a delivered row (JSON has no title, footer or
-blank rows).
+blank rows). A column is missing when no object has its key; an empty array misses nothing.
 
 Errors name the department, dataset, file and, where known, the row; never a cell value.
 """
@@ -279,15 +279,27 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _undecodable(data: bytes, offset: int, codec: str, where: _Where) -> UnreadableDelivery:
-    """The error for text that does not decode, with the line where decoding failed."""
-    try:
-        data.decode(codec)
-        line = data[:offset].count(b"\n") + 1
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+    """The error for text that does not decode, with the line where decoding failed.
+
+    Without a BOM the file was read as GB18030 because it is not UTF-8; a UTF-8 file with one
+    broken byte fails as GB18030 on its first line already. The codec that got further is the
+    one the file was written in, and its failure is the line to show.
+    """
+    codecs = (codec, "utf-8") if codec == "gb18030" else (codec,)
+    failures = [_decode_failure(data, c) for c in codecs]
+    starts = [f for f in failures if f is not None]
+    line = data[: max(starts) if starts else offset].count(b"\n") + 1
     return where.unreadable(
         f"文件编码无法识别：第{line}行附近的内容既不是 UTF-8 也不是 GB18030，请另存为 UTF-8 或 "
         "GB18030 编码的 CSV 后重新报送", row=line)
+
+
+def _decode_failure(data: bytes, codec: str) -> int | None:
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
 
 
 def _csv_head(data: bytes, codec: str, where: _Where) -> tuple[list[list[str]], list[int]]:
@@ -343,6 +355,10 @@ def _csv_footer(data: bytes, start: int, codec: str, markers: tuple[str, ...]) -
 
 def _read_csv(content: bytes, contract: Contract, common: Common, where: _Where) -> RawDelivery:
     data, encoding, codec = _detect_encoding(content)
+    if encoding == "utf-8-sig" and not _is_utf8(data):
+        # A BOM promises UTF-8; Arrow does not check it (check_utf8=False) and would let the
+        # broken bytes through into the columns.
+        raise _undecodable(data, 0, codec, where)
     markers = _marker_keys(common)
     records, ends = _csv_head(data, codec, where)
     h, header = _locate_header(records, contract, where)
@@ -353,7 +369,10 @@ def _read_csv(content: bytes, contract: Contract, common: Common, where: _Where)
     if footers and data.count(b'"', start, end) % 2:
         end, footers = len(data), 0  # the footer scan cut a quoted value; let the parser decide
     first_row = h + 2
-    table = _parse_fast(data, start, end, codec, width, where)
+    # An odd number of quotes may be a value left open to the end of the file, which Arrow
+    # would silently take as one cell holding every remaining row: only the exact reader tells.
+    odd_quotes = data.count(b'"', start, end) % 2 == 1
+    table = None if odd_quotes else _parse_fast(data, start, end, codec, width, where)
     if table is not None:
         frame, blanks = _assemble(table.columns, header, first_row, table.num_rows)
     else:
@@ -397,11 +416,7 @@ def _parse_slow(data: bytes, start: int, end: int, codec: str, width: int,
         text = data[start:end].decode(codec)
     except UnicodeDecodeError as exc:
         raise _undecodable(data, start + exc.start, codec, where) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        records: list[list[str]] = list(reader)
-    except csv.Error as exc:
-        raise where.unreadable(f"CSV 格式错误：{exc}", row=first_row + reader.line_num) from None
+    records = _csv_records(text, where, first_row)
     footers = 0 if footer_done else _count_footer(records, 0, markers)  # type: ignore[arg-type]
     rows: list[list[str | None]] = []
     for k, record in enumerate(records[: len(records) - footers]):
@@ -413,6 +428,26 @@ def _parse_slow(data: bytes, start: int, end: int, codec: str, width: int,
             record = record[:width]
         rows.append([c or None for c in record] + [None] * (width - len(record)))
     return rows, footers
+
+
+def _csv_records(text: str, where: _Where, first_row: int) -> list[list[str]]:
+    """Every record of `text`; a quoted value still open at the end of the file is an error."""
+    records: list[list[str]] = []
+    try:
+        records.extend(csv.reader(io.StringIO(text, newline=""), strict=True))
+        return records
+    except csv.Error as exc:
+        if str(exc).startswith("unexpected end of data"):
+            raise where.unreadable(
+                f"CSV 格式错误：第{first_row + len(records)}行的引号没有闭合，其后各行都会被读成"
+                "一个单元格", row=first_row + len(records)) from None
+    # Strict parsing also rejects what Excel reads fine (text after a closing quote).
+    records = []
+    try:
+        records.extend(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise where.unreadable(f"CSV 格式错误：{exc}", row=first_row + len(records)) from None
+    return records
 
 
 # --- XLSX -----------------------------------------------------------------------------------------
@@ -467,7 +502,8 @@ def _read_xlsx(content: bytes, contract: Contract, common: Common, where: _Where
         book = CalamineWorkbook.from_filelike(io.BytesIO(content))
         if not book.sheet_names:
             raise where.unreadable("Excel 文件中没有工作表")
-        cells: list[list[object]] = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+        sheet = book.get_sheet_by_index(0)
+        cells: Sequence[Sequence[object]] = sheet.to_python(skip_empty_area=False)
     except UnreadableDelivery:
         raise
     except Exception as exc:  # calamine raises its own error types for zip, xml, password …
@@ -492,15 +528,18 @@ def _read_xlsx(content: bytes, contract: Contract, common: Common, where: _Where
 # --- JSON -----------------------------------------------------------------------------------------
 
 
-class _DuplicateKey(ValueError):
-    pass
+class _Duplicated(dict):  # type: ignore[type-arg]
+    """An object that had a key twice (flagged, not raised, so the error can name its row)."""
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _DuplicateKey
-    return obj
+def _has_duplicate(value: object) -> bool:
+    if isinstance(value, _Duplicated):
+        return True
+    if isinstance(value, dict):
+        return any(_has_duplicate(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_duplicate(v) for v in value)
+    return False
 
 
 def _json_float(literal: str) -> str:
@@ -515,11 +554,19 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
         raise _undecodable(data, exc.start, codec, where) from None
+    duplicated = False
+
+    def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicated
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        duplicated = True
+        return _Duplicated(obj)
+
     try:
         doc = json.loads(text, parse_float=_json_float, parse_constant=lambda _c: None,
                          object_pairs_hook=_object)
-    except _DuplicateKey:
-        raise where.unreadable("JSON 对象中有重复的键") from None
     except json.JSONDecodeError as exc:
         raise where.unreadable(
             f"JSON 格式错误：第{exc.lineno}行第{exc.colno}列附近（{exc.msg}）") from None
@@ -531,7 +578,14 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
     for i, obj in enumerate(doc):
         if not isinstance(obj, dict):
             raise where.unreadable(f"JSON 数组第{i + 1}个元素不是对象", row=i + 1)
+        if duplicated and _has_duplicate(obj):
+            raise where.unreadable(f"JSON 数组第{i + 1}个对象中有重复的键", row=i + 1)
         keys.update(dict.fromkeys(obj))
+    if not doc:
+        # An empty array has no keys to judge: nothing is missing (no rows, every column empty).
+        empty = {n: pd.array([], dtype="string") for n in contract.column_names}
+        frame = pd.DataFrame({**empty, "source_row": np.arange(0, dtype=np.int64)})
+        return RawDelivery(frame, "json", None, 0, (), (), 0, 0)
     names = list(keys)
     header = _order(_map_header(names, contract, where, row=None), contract)
     columns = [pa.array(_column_text([obj.get(k) for obj in doc]), pa.large_string())

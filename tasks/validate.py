@@ -48,6 +48,7 @@ class Validated:
     """The outcome of row-level validation of one delivery."""
 
     typed: pd.DataFrame       # every delivered row, typed, with source_row and _defects
+    distinct: pd.DataFrame    # `typed` without the collapsed identical duplicates (what GX sees)
     accepted: pd.DataFrame    # rows to load: typed canonical columns and source_row
     rejects: pd.DataFrame     # REJECT_COLUMNS, one row per quarantined row, sorted by source_row
     rows_in: int
@@ -221,6 +222,7 @@ def validate_rows(
     accepted = typed.loc[accepted_mask, [*contract.column_names, "source_row"]]
     result = Validated(
         typed=typed,
+        distinct=typed.loc[~duplicate],
         accepted=accepted.reset_index(drop=True),
         rejects=rejects,
         rows_in=len(index),

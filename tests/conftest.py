@@ -37,13 +37,16 @@ def postgres_or_skip() -> str:
         if os.environ.get("CI"):
             pytest.fail(f"{POSTGRES_ENV} is not set in CI")
         pytest.skip(f"{POSTGRES_ENV} not set")
+    probe = create_engine(url)
     try:
-        with create_engine(url).connect() as conn:
+        with probe.connect() as conn:
             conn.execute(text("select 1"))
     except OperationalError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable in CI: {exc.orig}")
         pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
+    finally:
+        probe.dispose()
     return url
 
 

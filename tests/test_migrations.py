@@ -6,20 +6,12 @@ without a new revision makes alembic's autogenerate comparison find a difference
 
 from __future__ import annotations
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from warehouse.db import connect, current_revision, head_revision, upgrade
 from warehouse.tables import history_merges, history_tables, metadata, person_sources
-
-# conftest.postgres_or_skip leaves a pooled psycopg connection to the garbage collector, which
-# reports it during whichever test runs next; remove once the probe engine is disposed there.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function BaseConnection.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 
 
 def _engine(url: str) -> Engine:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
 from warehouse.tables import deliveries, rejects
 
@@ -92,8 +92,18 @@ def previous_snapshot_rows(engine: Engine, dataset: str, exchange_date: date) ->
         ).scalar_one_or_none()
 
 
-def record(conn: Connection, rec: DeliveryRecord, reject_rows: pd.DataFrame) -> None:
-    """Add a delivery and its rejects; a loaded re-delivery supersedes the earlier one."""
+def record(conn: Connection, rec: DeliveryRecord, reject_rows: pd.DataFrame, *,
+           replace: bool = False) -> None:
+    """Add a delivery and its rejects; a loaded re-delivery supersedes the earlier one.
+
+    `replace`: these bytes were recorded as failed and an operator forced them again; the failed
+    record and its rejects give way to this one (the ledger keeps one row per delivery).
+    """
+    if replace:
+        failed = select(deliveries.c.delivery_id).where(
+            deliveries.c.delivery_id == rec.delivery_id, deliveries.c.status == "failed")
+        conn.execute(delete(rejects).where(rejects.c.delivery_id.in_(failed)))
+        conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(failed)))
     if rec.status == "loaded":
         conn.execute(
             update(deliveries)
