@@ -1,42 +1,397 @@
-"""Published files: what departments consume. Only this module writes under PUBLISH_DIR."""
+"""Published files: what departments consume. Only this module writes under PUBLISH_DIR.
+
+Layout (docs/publishing.md):
+
+    <publish_dir>/
+      .versions/<publication_id>/          one complete publication, written aside
+          catalog.json
+          <CONSUMER>/<table>.parquet       canonical column names (programs)
+          <CONSUMER>/<table>.xlsx | .csv   Chinese headers (people); CSV with BOM above a limit
+          <CONSUMER>/catalog.json          that consumer's part of the catalog
+      current -> .versions/<publication_id>    the switch: one symlink, replaced with os.replace
+      catalog.json -> current/catalog.json
+      <CONSUMER>/                          a real directory with stable names for consumers:
+          <table>.parquet -> ../current/<CONSUMER>/<table>.parquet
+          reports/                         (XC) written by the reports, never touched here
+      .publish.lock                        one publisher at a time (flock, where available)
+
+Every stable path resolves through `current` when it is opened, so the switch from one
+publication to the next is a single atomic rename. A reader that wants several files from the
+same publication resolves `current` once (os.path.realpath) and reads below it. Where symlinks
+are not available (Windows without the privilege), files are copied onto the stable paths one
+by one instead, each atomically (os.replace), catalog.json last: no file is ever half written, but
+the set is not switched at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+import xlsxwriter
 from sqlalchemy import Engine
 
-from warehouse import ledger
-from warehouse.lake import write_parquet_atomic
+VERSIONS = ".versions"
+CURRENT = "current"
+CATALOG = "catalog.json"
+LOCK = ".publish.lock"
+POINTER = "CURRENT"  # copy mode only: the id of the publication copied onto the stable paths
+_LINK_PREFIX = f"../{CURRENT}/"
+# Excel shows local time; the county is in China (one time zone, no daylight saving).
+_LOCAL = timezone(timedelta(hours=8))
+_XLSX_IN_MEMORY_CELLS = 500_000
+_FORMULA_STARTS = ("=", "+", "@", "\t", "\r")
+_XLSX_OPTIONS = {
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
+_XLSX_MAX_TEXT = 32767
 
-# Column order is the published interface (publishing.md, "Tables").
-DELIVERIES_COLUMNS = [
-    "dept", "dataset", "exchange_date", "source_file", "sha256", "received_at", "status",
-    "rows_in", "rows_loaded", "rows_rejected", "duplicates", "reason",
-]
-REJECTS_COLUMNS = [
-    "dataset", "exchange_date", "source_file", "source_row", "column", "rule", "value_masked",
-    "message",
-]
+
+class PublishLocked(RuntimeError):
+    """Another process is publishing into the same folder."""
 
 
-def _table(frame: pd.DataFrame, columns: list[str]) -> pa.Table:
-    frame = frame[columns].copy()
-    if "exchange_date" in frame:
-        frame["exchange_date"] = pd.to_datetime(frame["exchange_date"]).dt.date
-    return pa.Table.from_pandas(frame, preserve_index=False)
+# --- writers -------------------------------------------------------------------------------------
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    """Deterministic Parquet: the same table gives the same bytes (no timestamps inside)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", write_statistics=True, store_schema=True)
+
+
+def _excel_sheet_name(title: str) -> str:
+    for bad in "[]:*?/\\":
+        title = title.replace(bad, " ")
+    return title.strip()[:31] or "data"
+
+
+def _python_columns(table: pa.Table) -> list[list[Any]]:
+    return [table.column(i).to_pylist() for i in range(table.num_columns)]
+
+
+def write_xlsx(
+    path: Path, table: pa.Table, labels: Sequence[str], *, sheet: str, created: date
+) -> None:
+    """XLSX for people: Chinese headers, dates as dates, text (ids) as text, flags as 是/否.
+
+    The workbook's creation date is the exchange date, so the same table gives the same bytes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Small sheets are built in memory (no temporary files); large ones row by row on disk.
+    small = table.num_rows * max(table.num_columns, 1) <= _XLSX_IN_MEMORY_CELLS
+    workbook = xlsxwriter.Workbook(
+        str(path), {**_XLSX_OPTIONS, "in_memory": small, "constant_memory": not small}
+    )
+    workbook.set_properties({"created": datetime.combine(created, time())})
+    header = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+    date_fmt = workbook.add_format({"num_format": "yyyy-mm-dd"})
+    stamp_fmt = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    text_fmt = workbook.add_format({"num_format": "@"})
+    sheet_ = workbook.add_worksheet(_excel_sheet_name(sheet))
+    types = [f.type for f in table.schema]
+    for col, (label, kind) in enumerate(zip(labels, types, strict=True)):
+        width = max(len(label) * 2 + 2, 20 if pa.types.is_string(kind) else 12)
+        sheet_.set_column(col, col, min(width, 40), text_fmt if pa.types.is_string(kind) else None)
+    sheet_.freeze_panes(1, 0)
+    for col, label in enumerate(labels):
+        sheet_.write_string(0, col, label, header)
+    columns = _python_columns(table)
+    for row in range(table.num_rows):
+        r = row + 1
+        for col, kind in enumerate(types):
+            value = columns[col][row]
+            if value is None:
+                continue
+            if pa.types.is_string(kind):
+                sheet_.write_string(r, col, value[:_XLSX_MAX_TEXT])
+            elif pa.types.is_date(kind):
+                sheet_.write_datetime(r, col, datetime.combine(value, time()), date_fmt)
+            elif pa.types.is_timestamp(kind):
+                local = value.astimezone(_LOCAL).replace(tzinfo=None)
+                sheet_.write_datetime(r, col, local, stamp_fmt)
+            elif pa.types.is_boolean(kind):
+                sheet_.write_string(r, col, "是" if value else "否")
+            elif value == value:  # NaN is no number to show
+                sheet_.write_number(r, col, value)
+    if table.num_columns:
+        sheet_.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
+    workbook.close()
+
+
+def write_csv_bom(path: Path, table: pa.Table, labels: Sequence[str]) -> None:
+    """CSV with a UTF-8 BOM (Excel opens it as UTF-8) for tables above the XLSX row limit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    types = [f.type for f in table.schema]
+    columns = _python_columns(table)
+
+    def cell(value: Any, kind: pa.DataType) -> str:
+        if value is None:
+            return ""
+        if pa.types.is_boolean(kind):
+            return "是" if value else "否"
+        if pa.types.is_timestamp(kind):
+            return value.astimezone(_LOCAL).strftime("%Y-%m-%d %H:%M:%S")
+        if pa.types.is_date(kind):
+            return value.isoformat()
+        if pa.types.is_floating(kind):
+            return "" if value != value else repr(value)
+        if pa.types.is_string(kind) and value.startswith(_FORMULA_STARTS):
+            return "'" + value  # Excel would run it as a formula (CSV injection)
+        return str(value)
+
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(labels)
+        for row in range(table.num_rows):
+            writer.writerow([cell(columns[c][row], types[c]) for c in range(len(types))])
+
+
+def write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(content, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8"
+    )
+
+
+def seal(path: Path) -> str:
+    """fsync a written file and return its sha256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
+# --- layout, lock and switch -------------------------------------------------------------------
+
+
+def version_dir(publish_dir: Path, publication_id: str) -> Path:
+    """Where a publication is written before it is switched in."""
+    return publish_dir / VERSIONS / publication_id
+
+
+@contextlib.contextmanager
+def publish_lock(publish_dir: Path) -> Iterator[None]:
+    """Hold the publish folder's lock (released by the OS if the process dies)."""
+    publish_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on the run lock of the warehouse
+        yield
+        return
+    with (publish_dir / LOCK).open("a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishLocked(
+                f"another publication is being written into {publish_dir}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def symlinks_supported(publish_dir: Path) -> bool:
+    """Whether this folder takes symlinks (not on Windows without the privilege)."""
+    probe = publish_dir / f".probe-{os.getpid()}"
+    try:
+        os.symlink(VERSIONS, probe)
+    except (OSError, NotImplementedError):
+        return False
+    probe.unlink()
+    return True
+
+
+def current_publication(publish_dir: Path) -> str | None:
+    """The id of the publication consumers see now (None before the first one)."""
+    link = publish_dir / CURRENT
+    if link.is_symlink():
+        return Path(os.readlink(link)).name
+    pointer = publish_dir / POINTER
+    if pointer.exists():
+        return pointer.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_with_symlink(target: str, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def switch(
+    publish_dir: Path, publication_id: str, consumers: Sequence[str], *, links: bool = True
+) -> None:
+    """Make a complete publication the one consumers see.
+
+    With symlinks: `current` is replaced in one rename, then stable names are added for tables
+    new in this publication and removed for tables it no longer has. Without: files are copied
+    onto the stable paths, each atomically, each consumer's catalog.json last.
+    """
+    source = version_dir(publish_dir, publication_id)
+    if not (source / CATALOG).exists():
+        raise FileNotFoundError(f"publication {publication_id} is incomplete")
+    _fsync_dir(source)
+    if links:
+        _replace_with_symlink(f"{VERSIONS}/{publication_id}", publish_dir / CURRENT)
+        _fsync_dir(publish_dir)
+        _replace_with_symlink(f"{CURRENT}/{CATALOG}", publish_dir / CATALOG)
+    else:
+        _copy_atomic(source / CATALOG, publish_dir / CATALOG)
+    for consumer in consumers:
+        stable = publish_dir / consumer
+        stable.mkdir(exist_ok=True)
+        names = sorted(p.name for p in (source / consumer).iterdir() if p.is_file())
+        ordered = [n for n in names if n != CATALOG] + [n for n in names if n == CATALOG]
+        for name in ordered:
+            path = stable / name
+            if links:
+                target = f"{_LINK_PREFIX}{consumer}/{name}"
+                if not (path.is_symlink() and os.readlink(path) == target):
+                    _replace_with_symlink(target, path)
+            else:
+                _copy_atomic(source / consumer / name, path)
+        _remove_stale(
+            stable, set(names), links=links, published=_published_names(publish_dir, consumer)
+        )
+    for stale in _consumer_dirs(publish_dir) - set(consumers):
+        _remove_stale(
+            publish_dir / stale, set(), links=links, published=_published_names(publish_dir, stale)
+        )
+    if not links:
+        tmp = publish_dir / f".tmp-{POINTER}"
+        tmp.write_text(publication_id + "\n", encoding="utf-8")
+        os.replace(tmp, publish_dir / POINTER)
+
+
+def _consumer_dirs(publish_dir: Path) -> set[str]:
+    return {
+        p.name
+        for p in publish_dir.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and p.name != CURRENT
+    }
+
+
+def _published_names(publish_dir: Path, consumer: str) -> set[str]:
+    """Names in a consumer's folder that some publication put there (copy mode bookkeeping)."""
+    names: set[str] = set()
+    versions = publish_dir / VERSIONS
+    if versions.is_dir():
+        for version in versions.iterdir():
+            folder = version / consumer
+            if folder.is_dir():
+                names |= {p.name for p in folder.iterdir()}
+    return names
+
+
+def _remove_stale(stable: Path, keep: set[str], *, links: bool, published: set[str]) -> None:
+    if not stable.is_dir():
+        return
+    for path in stable.iterdir():
+        if path.name in keep:
+            continue
+        ours = (path.is_symlink() and os.readlink(path).startswith(_LINK_PREFIX)) or (
+            not links and path.is_file() and path.name in published
+        )
+        if ours:
+            path.unlink()
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_incomplete(publish_dir: Path) -> list[str]:
+    """Remove version folders without a catalog (a run died while writing); under the lock."""
+    versions = publish_dir / VERSIONS
+    current = current_publication(publish_dir)
+    removed: list[str] = []
+    if versions.is_dir():
+        for folder in sorted(versions.iterdir()):
+            if folder.name != current and not (folder / CATALOG).exists():
+                shutil.rmtree(folder)
+                removed.append(folder.name)
+    return removed
+
+
+def remove_version(publish_dir: Path, publication_id: str) -> None:
+    """Remove a publication that was never switched in (its run failed)."""
+    if publication_id != current_publication(publish_dir):
+        shutil.rmtree(version_dir(publish_dir, publication_id), ignore_errors=True)
+
+
+def prune(publish_dir: Path, keep_days: int, now: datetime) -> list[str]:
+    """Remove complete publications older than keep_days, never the current one."""
+    versions = publish_dir / VERSIONS
+    current = current_publication(publish_dir)
+    removed: list[str] = []
+    if not versions.is_dir():
+        return removed
+    for folder in sorted(versions.iterdir()):
+        catalog = folder / CATALOG
+        if folder.name == current or not catalog.exists():
+            continue
+        published_at = json.loads(catalog.read_text(encoding="utf-8")).get("published_at")
+        if published_at is None:
+            continue
+        if now - datetime.fromisoformat(published_at) > timedelta(days=keep_days):
+            shutil.rmtree(folder)
+            removed.append(folder.name)
+    return removed
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the ledger alone (kept for flows.nightly until it calls publish) -------------------------
 
 
 def publish_ledger(engine: Engine, publish_dir: Path) -> None:
-    """Write XC's deliveries.parquet and rejects.parquet (whole ledger, stable order)."""
-    deliveries = ledger.ledger_frame(engine)
-    rejects = ledger.rejects_frame(engine)
-    # Rejects of a superseded delivery no longer stand: the re-delivery replaced them.
-    current = deliveries.loc[deliveries["status"] != "superseded", "delivery_id"]
-    rejects = rejects[rejects["delivery_id"].isin(current)]
-    rejects = rejects.assign(source_row=rejects["source_row"].astype("Int64"))
-    write_parquet_atomic(publish_dir, "XC/deliveries.parquet",
-                         _table(deliveries, DELIVERIES_COLUMNS))
-    write_parquet_atomic(publish_dir, "XC/rejects.parquet", _table(rejects, REJECTS_COLUMNS))
+    """Publish the exchange ledger alone: every consumer's deliveries and rejects.
+
+    A thin wrapper over warehouse.publish.publish with only the two ledger tables (which hold
+    no person_key, so no secret is needed); XC/deliveries.parquet and XC/rejects.parquet keep
+    their paths.
+    """
+    from warehouse.publish import ledger_tables, publish
+
+    with engine.connect() as conn:
+        tables = ledger_tables(conn, None)
+    dates = tables["deliveries"]["exchange_date"].dropna()
+    as_of = max(dates).date() if len(dates) else utc_now().date()
+    publish(engine, publish_dir, as_of=as_of, secret=b"", tables=tables, actor="nightly")
