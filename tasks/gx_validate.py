@@ -7,7 +7,10 @@ delivery and its verdict gates the load. Per delivery, under one process-wide lo
              add-or-update semantics into the expectations store
     runs     one ValidationDefinition + Checkpoint per suite, both under one run id
              (run_label); the Checkpoint's UpdateDataDocsAction builds the Data Docs pages
-    verdict  success = delivery suite passed and (contract suite passed, or it ran on a sample)
+    verdict  success = the delivery suite passed. The contract suite is for the record (Data
+             Docs, ledger statistics): GX's `mostly` counts only filled cells, so gating on it
+             would refuse deliveries the spec accepts (6 bad codes in 20 filled cells of a
+             100-row file are 6% of rows, not 30%).
 
 What lands under `context_root` (a GX file project, created on first use):
 
@@ -306,7 +309,7 @@ def validate_delivery_gx(
         "contract_seconds": round(ended - middle, 3),
     }
     return GxVerdict(
-        success=bool(delivery.success) and (bool(checked.success) or sampled),
+        success=bool(delivery.success),
         delivery_success=bool(delivery.success),
         contract_success=bool(checked.success),
         contract_sampled=sampled,

@@ -176,7 +176,9 @@ def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, 
     digits = text.str.fullmatch(r"\d+").fillna(False).astype(bool)
     sci = text.str.fullmatch(_SCI_RE).fillna(False).astype(bool)
     ids = text.copy()
-    ids = ids.where(~(digits & (n == 15)), upgrade_id15(text.where(digits & (n == 15))))
+    old15 = digits & (n == 15)
+    if old15.any():  # only the few old numbers: the check character costs ~1.5 s per 1M rows
+        ids = ids.where(~old15, upgrade_id15(text[old15]))
     cert20 = text.str.fullmatch(r"\d{17}[\dX]\d{2}").fillna(False).astype(bool)
     ids = ids.where(~cert20, text.str.slice(0, 18))
     shape_ok = ids.str.fullmatch(r"\d{17}[\dX]").fillna(False).astype(bool)

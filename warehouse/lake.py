@@ -11,6 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+FILE_MODE = 0o644  # files are readable by the service accounts that consume them
+
+
 def lake_path(kind: str, dataset: str, exchange_date: date, name: str) -> str:
     """The path, relative to the lake root, of one lake object.
 
@@ -26,6 +29,8 @@ def write_bytes_atomic(root: Path, relative: str, content: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600: consumers and web servers must read it
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(content)
             f.flush()
@@ -45,6 +50,7 @@ def write_parquet_atomic(root: Path, relative: str, table: pa.Table) -> None:
     try:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True,
                        store_schema=True)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from datashare.synth.county import (
     roster_persons,
     truncated_snapshot,
     write_big_csv,
+    write_big_delivery,
     write_delivery,
     write_night,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "source_row",
     "truncated_snapshot",
     "write_big_csv",
+    "write_big_delivery",
     "write_delivery",
     "write_night",
 ]

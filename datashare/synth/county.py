@@ -933,13 +933,15 @@ def _disability(
     )
 
 
+# Canonical text is in the form the engine stores (NFKC: ASCII parentheses); a clerk's
+# full-width spelling is one of the messy forms `delivered_values` produces.
 _STAGE_TEXT = {
     "学前": "学前教育",
     "小学": "小学",
     "初中": "初中",
     "普通高中": "普通高中",
-    "中职": "中职（中专）",
-    "高职": "高职（专科）",
+    "中职": "中职(中专)",
+    "高职": "高职(专科)",
     "本科": "本科",
 }
 _GRADES = (
@@ -2431,6 +2433,25 @@ def write_big_csv(
     Rows are copies of a small synthetic county's rows with unique ids (birth date and sex kept)
     and fresh names; messy forms, defects and duplicates are those of `write_night`.
     """
+    return write_big_delivery(path, rows, seed, dataset, fmt="csv", encoding=encoding,
+                              defect_rate=defect_rate, exchange_date=exchange_date)
+
+
+def write_big_delivery(
+    path: Path,
+    rows: int,
+    seed: int = 0,
+    dataset: str = "MZ_DIBAO",
+    *,
+    fmt: str = "csv",
+    encoding: str | None = None,
+    defect_rate: float = 0.01,
+    exchange_date: date = date(2025, 3, 12),
+) -> Path:
+    """Write one large, messy delivery of `dataset` as CSV, XLSX or JSON (see `write_big_csv`).
+
+    The messy forms are those of `fmt` (an XLSX gets real date and number cells).
+    """
     contract = load_contracts()[dataset]
     common = load_common()
     county = build_county(seed, 3000, start=exchange_date)
@@ -2443,7 +2464,7 @@ def write_big_csv(
         contract,
         canonical,
         exchange_date=exchange_date,
-        fmt="csv",
+        fmt=fmt,
         common=common,
         rng=rng,
         messy=True,
@@ -2451,7 +2472,7 @@ def write_big_csv(
         defect_rate=defect_rate,
     )
     content = render_delivery(
-        contract, prepared.values, fmt="csv", encoding=encoding, headers=prepared.headers
+        contract, prepared.values, fmt=fmt, encoding=encoding, headers=prepared.headers
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -2480,6 +2501,7 @@ __all__ = [
     "roster_persons",
     "truncated_snapshot",
     "write_big_csv",
+    "write_big_delivery",
     "write_delivery",
     "write_night",
 ]
