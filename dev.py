@@ -31,6 +31,14 @@ def _lock_digest() -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def _quiet(cmd: list[str]) -> None:
+    """Run a setup step; show its output only if it fails (pip's index warnings are noise)."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stdout + done.stderr)
+        sys.exit(f"setting up .venv failed: {' '.join(cmd[2:5])} … (exit {done.returncode})")
+
+
 def ensure_venv() -> None:
     """Create or refresh .venv so that it matches requirements.lock exactly."""
     if sys.version_info < (3, 11):
@@ -42,9 +50,11 @@ def ensure_venv() -> None:
     if not (BIN / "python").exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--require-hashes", "-r", str(LOCK)], check=True)
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
-                   check=True)
+    # The lock is the complete, resolved set: install exactly it (no resolver; old pips mishandle
+    # extras under --require-hashes), then let pip confirm that it is consistent.
+    _quiet([*pip, "install", "--require-hashes", "--no-deps", "-r", str(LOCK)])
+    _quiet([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
+    _quiet([*pip, "check"])
     STAMP.write_text(digest)
 
 
