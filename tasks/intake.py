@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine
@@ -91,12 +92,22 @@ def arrow_schema(contract: Contract) -> pa.Schema:
 
 def to_arrow_table(accepted: pd.DataFrame, contract: Contract, delivery_id: str,
                    source_file: str) -> pa.Table:
-    frame = accepted.assign(delivery_id=delivery_id, source_file=source_file)
-    columns = []
+    """The accepted rows as Arrow, in the lake schema, column by column (no copy of the frame;
+    dates cast in Arrow, never through Python date objects)."""
     schema = arrow_schema(contract)
+    n = len(accepted)
+    lineage = {"delivery_id": delivery_id, "source_file": source_file}
+    columns = []
     for field in schema:
-        values = frame[field.name]
+        if field.name in lineage:
+            one = pa.array([lineage[field.name]], type=field.type)
+            columns.append(one.take(pa.array(np.zeros(n, dtype=np.int64))))
+            continue
+        values = accepted[field.name]
         if pa.types.is_date32(field.type):
+            if values.dtype.kind == "M":  # midnight timestamps: the cast is exact
+                columns.append(pa.array(values, from_pandas=True).cast(field.type))
+                continue
             values = values.dt.date
         columns.append(pa.array(values, type=field.type, from_pandas=True))
     return pa.Table.from_arrays(columns, schema=schema)
@@ -241,6 +252,6 @@ def _record_failure(engine: Engine, base: dict[str, object], err: DeliveryError,
                                 rows_rejected=rejected, duplicates=dups, reason=reason)
     with ledger.writing(engine) as conn:
         ledger.record(conn, rec, rows, replace=replace)
-    log.warning("delivery %s failed: %s", rec.delivery_id, reason)
+    log.info("delivery %s failed: %s", rec.delivery_id, reason)  # the ledger is the report
     return IntakeSummary(rec.delivery_id, rec.dept, rec.dataset, rec.exchange_date,
                          rec.source_file, "failed", rows_in, 0, rejected, dups, reason)

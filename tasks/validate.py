@@ -12,6 +12,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from expectations.contract import Column, Common, Contract
 from tasks.checks import credit_code_valid
@@ -34,7 +35,9 @@ RULE_TEXT: dict[str, str] = {
     "credit_code": "统一社会信用代码校验位错误",
     "key_conflict": "同一主键有多条内容不同的记录",
 }
-_TYPE_TEXT = {"date": "日期", "month": "月份", "int": "整数", "decimal": "金额/数值", "bool": "是/否"}
+_TYPE_TEXT = {
+    "date": "日期", "month": "月份", "int": "整数", "decimal": "金额/数值", "bool": "是/否",
+}
 
 REJECT_COLUMNS = ["source_row", "column", "rule", "value_masked", "message"]
 
@@ -68,7 +71,7 @@ def _apply_derivations(raw: pd.DataFrame, contract: Contract, common: Common) ->
         return raw
     updates: dict[str, pd.Series] = {}
     for d in contract.derive:
-        source = raw[d.from_column] if d.from_column in raw else None
+        source = raw.get(d.from_column)
         if source is None:
             continue
         target = raw[d.column] if d.column in raw else pd.Series(pd.NA, index=raw.index,
@@ -85,15 +88,28 @@ def _column_defects(col: Column, norm: NormalisedColumn) -> pd.Series:
     values = norm.values
     if col.pattern:
         matches = values.astype("string").str.fullmatch(col.pattern).fillna(True).astype(bool)
-        defects = defects.mask(defects.isna() & ~matches, "pattern")
+        defects = _add_code(defects, ~matches.to_numpy(dtype=bool), "pattern")
     if col.type == "credit_code":
         bad = values.notna() & ~credit_code_valid(values)
-        defects = defects.mask(defects.isna() & bad, "credit_code")
+        defects = _add_code(defects, bad.to_numpy(dtype=bool), "credit_code")
     if col.min is not None:
-        defects = defects.mask(defects.isna() & (values < col.min).fillna(False), "min")
+        defects = _add_code(defects, (values < col.min).fillna(False).to_numpy(dtype=bool), "min")
     if col.max is not None:
-        defects = defects.mask(defects.isna() & (values > col.max).fillna(False), "max")
+        defects = _add_code(defects, (values > col.max).fillna(False).to_numpy(dtype=bool), "max")
     return defects
+
+
+def _add_code(defects: pd.Series, broken: np.ndarray, code: str) -> pd.Series:
+    """`defects` with `code` where a row is `broken` and has no defect yet."""
+    new = broken & defects.isna().to_numpy()
+    return defects.mask(new, code) if new.any() else defects
+
+
+def _codes(broken: np.ndarray, code: str, index: pd.Index) -> pd.Series:
+    """A defect-code Series: `code` where `broken`, NA elsewhere."""
+    labels = pa.array([code], type=pa.large_string())
+    picked = labels.take(pa.array(np.zeros(len(broken), dtype=np.int8), mask=~broken))
+    return pd.Series(pd.array(picked, dtype="string"), index=index)
 
 
 def _row_identity(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
@@ -104,6 +120,52 @@ def _row_identity(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
         if c in defects and defects[c].notna().any():
             parts[f"{c}\x00raw"] = cleaned[c].where(defects[c].notna(), pd.NA)
     return pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
+
+
+def _equal_codes(frame: pd.DataFrame) -> np.ndarray:
+    """An int64 per row, equal for rows whose values are equal in every column (NA equal to
+    NA); rows with different codes differ in some column."""
+    combined = np.zeros(len(frame), dtype=np.int64)
+    size = 1
+    for name in frame.columns:
+        codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
+        width = len(uniques) + 1
+        if size * width >= 2**62:  # compress before the product could overflow
+            combined, seen = pd.factorize(combined)
+            size = len(seen)
+        combined = combined * width + (codes + 1)
+        size *= width
+    return combined
+
+
+def _occurs_twice(codes: np.ndarray) -> np.ndarray:
+    return pd.Series(codes).duplicated(keep=False).to_numpy()
+
+
+def _duplicate_rows(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
+                    defects: dict[str, pd.Series], columns: list[str],
+                    key_codes: np.ndarray) -> np.ndarray:
+    """Rows identical to an earlier row (by `_row_identity`).
+
+    Identical rows have the same key, so only rows whose key occurs more than once are
+    hashed; the others are first occurrences. The hash of a row does not depend on the other
+    rows, so this is `_row_identity(...).duplicated(keep="first")` of the whole frame.
+    """
+    duplicate = np.zeros(len(typed), dtype=bool)
+    candidates = _occurs_twice(key_codes)
+    if not candidates.any():
+        return duplicate
+    if candidates.all():
+        return _row_identity(typed, cleaned, defects, columns).duplicated(keep="first").to_numpy()
+    rows = np.flatnonzero(candidates)
+    parts = {c: typed[c].iloc[rows] for c in columns}
+    for c in columns:
+        if c in defects and defects[c].notna().any():
+            parts[f"{c}\x00raw"] = cleaned[c].iloc[rows].where(defects[c].iloc[rows].notna(),
+                                                                  pd.NA)
+    identity = pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
+    duplicate[rows] = identity.duplicated(keep="first").to_numpy()
+    return duplicate
 
 
 def _messages(
@@ -155,34 +217,43 @@ def validate_rows(
     col_defects: dict[str, pd.Series] = {}
     for col in contract.columns:
         if col.name not in normalised:
-            codes = pd.Series(pd.NA, index=index, dtype="string")
-            if col.name in required:
-                codes[:] = "required"
+            codes = _codes(np.full(len(index), col.name in required), "required", index)
         else:
             codes = _column_defects(col, normalised[col.name])
             if col.name in required:
-                codes = codes.mask(codes.isna() & normalised[col.name].cleaned.isna(), "required")
+                codes = _add_code(codes, normalised[col.name].cleaned.isna().to_numpy(),
+                                  "required")
         col_defects[col.name] = codes
         found.append((col.name, "column", codes))
     for rule in contract.row_rules:
         broken = row_rule_broken(typed, rule, exchange_date)
-        codes = pd.Series(pd.NA, index=index, dtype="string").mask(broken, rule.id)
+        codes = _codes(broken.to_numpy(dtype=bool), rule.id, index)
         found.append((rule.id, "rule", codes))
 
     # Identical rows are collapsed to their first occurrence and counted.
-    identity = _row_identity(typed, cleaned, col_defects, list(contract.column_names))
-    duplicate = identity.duplicated(keep="first").to_numpy()
+    columns = list(contract.column_names)
+    key_frame = typed[list(contract.key)]
+    key_codes = _equal_codes(key_frame)
+    if set(contract.key) <= set(columns):
+        duplicate = _duplicate_rows(typed, cleaned, col_defects, columns, key_codes)
+    else:
+        identity = _row_identity(typed, cleaned, col_defects, columns)
+        duplicate = identity.duplicated(keep="first").to_numpy()
 
     # Same key, different content: every such row is quarantined.
     key_ok = np.ones(len(index), dtype=bool)
     for k in contract.key:
         key_ok &= col_defects[k].isna().to_numpy() & typed[k].notna().to_numpy()
     candidates = key_ok & ~duplicate
-    key_hash = pd.util.hash_pandas_object(typed[list(contract.key)], index=False).to_numpy()
+    # Rows whose key is unique among the candidates cannot conflict: hash only the others.
+    shared = np.zeros(len(index), dtype=bool)
+    shared[candidates] = _occurs_twice(key_codes[candidates])
     conflict = np.zeros(len(index), dtype=bool)
-    if candidates.any():
-        conflict[candidates] = pd.Series(key_hash[candidates]).duplicated(keep=False).to_numpy()
-    conflicts = pd.Series(pd.NA, index=index, dtype="string").mask(conflict, "key_conflict")
+    if shared.any():
+        rows = np.flatnonzero(shared)
+        key_hash = pd.util.hash_pandas_object(key_frame.iloc[rows], index=False).to_numpy()
+        conflict[rows] = pd.Series(key_hash).duplicated(keep=False).to_numpy()
+    conflicts = _codes(conflict, "key_conflict", index)
     found.append((contract.key[0], "conflict", conflicts))
 
     defect_count = np.zeros(len(index), dtype=np.int64)
@@ -222,7 +293,7 @@ def validate_rows(
     accepted = typed.loc[accepted_mask, [*contract.column_names, "source_row"]]
     result = Validated(
         typed=typed,
-        distinct=typed.loc[~duplicate],
+        distinct=typed.loc[~duplicate] if duplicate.any() else typed,
         accepted=accepted.reset_index(drop=True),
         rejects=rejects,
         rows_in=len(index),
