@@ -1,0 +1,216 @@
+"""一人一档 / 一户一档: the columns of publishing.md in order, and the facts behind them (the same
+meaning of active, labour, twelve-month burden and open alerts as the rules) — SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+from test_alerts import (  # the same hand-built deliveries
+    D,
+    born,
+    cert,
+    dibao,
+    ga_death,
+    home,
+    job,
+    key,
+    load,
+    pid,
+    roster,
+    settlement,
+)
+
+from tasks.alerts import alerts_frame, raise_alerts
+from tasks.profiles import HOUSEHOLD_COLUMNS, PERSON_COLUMNS, household_profile, person_profile
+from warehouse.db import connect, upgrade
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function BaseConnection.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    eng = connect(warehouse_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_profile_columns_are_publishings() -> None:
+    assert PERSON_COLUMNS == [
+        "person_key",
+        "id_number",
+        "name",
+        "household_id",
+        "gender",
+        "birth_date",
+        "age",
+        "village_code",
+        "town",
+        "in_roster",
+        "household_type",
+        "monitoring_category",
+        "deceased",
+        "death_date",
+        "dibao_status",
+        "assistance_type",
+        "disability_category",
+        "disability_level",
+        "school_stage",
+        "enrolment_status",
+        "insured_status",
+        "self_burden_12m",
+        "employment_status",
+        "monthly_income",
+        "sources",
+        "as_of",
+    ]
+    assert HOUSEHOLD_COLUMNS == [
+        "household_id",
+        "village_code",
+        "town",
+        "village",
+        "head_person_key",
+        "head_id_number",
+        "head_name",
+        "household_size",
+        "active_members",
+        "household_type",
+        "monitoring_category",
+        "risk_types",
+        "risk_eliminated",
+        "income_per_capita",
+        "house_grade",
+        "renovation_status",
+        "water_safe",
+        "members_on_dibao",
+        "members_severely_disabled",
+        "labour_members",
+        "labour_members_employed",
+        "self_burden_12m",
+        "open_alerts",
+        "as_of",
+    ]
+
+
+def test_profiles_of_a_small_county(engine: Engine) -> None:
+    head, wife, grandpa = pid(born(40)), pid(born(38), male=False), pid(born(75))
+    child, outsider = pid(born(8)), pid(born(50))
+    worker = {"labour_skill": "普通劳动力"}
+    h1, members = home(
+        "H1",
+        head,
+        members=[(wife, "配偶"), (grandpa, "之父"), (child, "之子")],
+        income_per_capita=7000.0,
+        household_type="脱贫户",
+    )
+    members = [{**m, **(worker if m["id_number"] in (head, wife) else {})} for m in members]
+    members[0]["labour_skill"] = "技能劳动力"
+    names = {str(m["id_number"]): m["name"] for m in members}
+
+    def named(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        # The departments spell every name as the roster does (no DQ-01 here).
+        return [{**r, "name": names.get(str(r["id_number"]), "某人")} for r in rows]
+
+    load(
+        engine,
+        D,
+        {
+            "XC_HU": [h1],
+            "XC_REN": members,
+            "GA_BIANDONG": named([ga_death(grandpa, D - timedelta(days=20))]),
+            "MZ_DIBAO": named([dibao(wife), dibao(grandpa), dibao(outsider, "停保")]),
+            "CL_CANJI": named([cert(wife, "二级")]),
+            "RS_JIUYE": named([job(head, "省外务工"), job(wife, "未就业")]),
+            "YB_JIESUAN": named(
+                [
+                    settlement("S1", head, 6000.0),
+                    settlement("S2", wife, 500.5),
+                    settlement("S3", wife, 9000.0),
+                    settlement("S3", wife, 9000.0, kind="冲销"),
+                    settlement("S4", grandpa, 3000.0),
+                ]
+            ),
+        },
+    )
+    with engine.begin() as conn:
+        raise_alerts(conn, D)
+        people = person_profile(conn, D).set_index("person_key")
+        homes = household_profile(conn, D)
+    assert list(people.reset_index().columns) == PERSON_COLUMNS
+    assert list(homes.columns) == HOUSEHOLD_COLUMNS
+    assert set(people.index) == {key(p) for p in (head, wife, grandpa, child, outsider)}
+
+    w = people.loc[key(wife)]
+    assert (w["gender"], w["age"], w["household_id"], w["in_roster"], w["deceased"]) == (
+        "女",
+        38,
+        "H1",
+        True,
+        False,
+    )
+    assert (w["dibao_status"], w["disability_level"], w["employment_status"]) == (
+        "在保",
+        "二级",
+        "未就业",
+    )
+    assert w["self_burden_12m"] == 500.5  # the reversed 9000 does not count
+    assert w["sources"] == "XC,MZ,YB,RS,CL"
+    g = people.loc[key(grandpa)]
+    assert g["deceased"] and g["death_date"] == pd.Timestamp(D - timedelta(days=20))
+    o = people.loc[key(outsider)]
+    assert (o["in_roster"], o["dibao_status"], o["town"], o["sources"]) == (
+        False,
+        "停保",
+        "城关镇",
+        "MZ",
+    )
+    assert people.loc[key(child), "age"] == 8
+
+    h = homes.set_index("household_id").loc["H1"]
+    assert (h["household_size"], h["active_members"], h["members_on_dibao"]) == (4, 3, 1)
+    assert (h["labour_members"], h["labour_members_employed"]) == (2, 1)
+    assert h["members_severely_disabled"] == 1
+    assert h["self_burden_12m"] == 6500.5  # the dead grandfather's bill is not the household's
+    assert h["head_person_key"] == key(head)
+    # Open alerts of the household (its own and its members'): INC-01 (7000 < 7500, not
+    # monitored), CL-01 (wife), GA-01, GA-02 and MZ-01 (the dead grandfather still 在保 and
+    # listed). The outsider's MZ_DIBAO row is 停保: nothing.
+    with engine.connect() as conn:
+        rules = sorted(alerts_frame(conn, D)["rule_id"])
+    assert rules == ["CL-01", "GA-01", "GA-02", "INC-01", "MZ-01"]
+    assert h["open_alerts"] == 5
+    assert (homes["as_of"] == pd.Timestamp(D)).all()
+
+
+def test_household_open_alerts_drop_when_resolved(engine: Engine) -> None:
+    low = home("H1", income_per_capita=100.0)
+    load(engine, D, roster(low))
+    with engine.begin() as conn:
+        raise_alerts(conn, D)
+        assert household_profile(conn, D)["open_alerts"].tolist() == [1]
+    day = D + timedelta(days=1)
+    load(engine, day, roster(home("H1", str(low[0]["head_id_number"]), income_per_capita=9000.0)))
+    with engine.begin() as conn:
+        raise_alerts(conn, day)
+        assert household_profile(conn, day)["open_alerts"].tolist() == [0]
+
+
+def test_profile_name_off_roster_comes_from_the_department(engine: Engine) -> None:
+    outsider = pid(born(50))
+    load(
+        engine,
+        D,
+        {**roster(home("H1")), "RS_JIUYE": [{**job(outsider, "县内务工"), "name": "赵六"}]},
+    )
+    with engine.connect() as conn:
+        people = person_profile(conn, D).set_index("person_key")
+    assert people.loc[key(outsider), "name"] == "赵六"
+    assert not people.loc[key(outsider), "in_roster"]
