@@ -1,0 +1,52 @@
+"""The report flow: the weekly (周报) and monthly (月报) reports for XC, on demand.
+
+The nightly run builds them itself when a week or month closes (tasks.reports.closing_periods);
+this flow is for a person asking for one (`datashare report --week 2025-W11`, or the `report`
+deployment). Settings are read at the flow's entry, as in flows/nightly.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from datashare.settings import Settings
+from tasks.reports import Period, build_report
+from warehouse.db import connect, upgrade
+
+
+def periods_asked(week: str | None, month: str | None) -> list[Period]:
+    """The periods named by --week / --month (ValueError when neither or a bad label)."""
+    periods = []
+    if week:
+        periods.append(Period.parse_week(week))
+    if month:
+        periods.append(Period.parse_month(month))
+    if not periods:
+        raise ValueError("name a week (2025-W11) or a month (2025-03)")
+    return periods
+
+
+def write_reports(settings: Settings, periods: list[Period]) -> list[Path]:
+    """Build the reports into <publish_dir>/XC/reports/ and return the files written."""
+    engine = connect(str(settings.warehouse_url))
+    out_dir = Path(str(settings.publish_dir)) / "XC" / "reports"
+    written: list[Path] = []
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            for period in periods:
+                files = build_report(conn, period, out_dir)
+                written += [files.html, files.xlsx]
+    finally:
+        engine.dispose()
+    return written
+
+
+@flow(name="report", log_prints=False)
+def report(week: str | None = None, month: str | None = None) -> list[str]:
+    """Build the weekly and/or monthly report for XC (HTML with charts, and XLSX)."""
+    written = write_reports(Settings(), periods_asked(week, month))
+    get_run_logger().info("reports written: %s", ", ".join(p.name for p in written))
+    return [str(p) for p in written]
