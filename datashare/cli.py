@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,6 +22,7 @@ from datashare.errors import ConfigurationError, RunLocked, WarehouseUnavailable
 from datashare.settings import Settings
 
 if TYPE_CHECKING:
+    from flows.nightly import NightResult
     from tasks.intake import IntakeSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -62,7 +64,7 @@ def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
         style = _STATUS_STYLE.get(s.status, "")
         table.add_row(f"{s.exchange_date:%m-%d}", s.dataset, f"[{style}]{s.status}[/]",
                       f"{s.rows_in:,}", f"{s.rows_loaded:,}", f"{s.rows_rejected:,}",
-                      f"{s.duplicates:,}", (s.reason or "")[:60])
+                      f"{s.duplicates:,}", (s.reason or "").split(" (department")[0][:60])
     if summaries:
         table.add_section()
         table.add_row("合计", f"{len(summaries)} 个交付", "",
@@ -118,9 +120,10 @@ def run(
     settings = _settings()
     from flows.nightly import run_nightly
 
-    summaries = _guarded(lambda: run_nightly(day, settings, datasets=datasets or None,
-                                             force=force or None))
-    console.print(summary_table(f"交换台账 {day}", summaries))
+    result = _guarded(lambda: run_nightly(day, settings, datasets=datasets or None,
+                                          force=force or None))
+    console.print(summary_table(f"交换台账 {day}", result.deliveries))
+    console.print(night_line(result))
 
 
 @db_app.command("upgrade")
@@ -138,6 +141,38 @@ def db_upgrade() -> None:
 
 
 @app.command()
+def report(
+    week: Annotated[str | None, typer.Option("--week", help="ISO week, e.g. 2025-W11.")] = None,
+    month: Annotated[str | None, typer.Option("--month", help="Month, e.g. 2025-03.")] = None,
+) -> None:
+    """Build XC's weekly and/or monthly report (HTML with charts, and XLSX)."""
+    settings = _settings()
+    from flows.report import periods_asked, write_reports
+
+    try:
+        periods = periods_asked(week, month)
+    except ValueError as exc:
+        _fail(2, str(exc))
+    written = _guarded(lambda: write_reports(settings, periods))
+    for path in written:
+        console.print(str(path))
+
+
+@app.command()
+def publish(
+    exchange_date: Annotated[str, typer.Option("--date", help="As of this exchange date.")],
+) -> None:
+    """Re-publish the shared dataset for every consumer without re-ingesting."""
+    day = _parse_date(exchange_date, "--date")
+    settings = _settings()
+    from flows.nightly import publish_all
+
+    publication = _guarded(lambda: publish_all(settings, day))
+    console.print(f"publication {publication.publication_id}: {publication.files} files, "
+                  f"{len(publication.consumers)} consumers → {settings.publish_dir}")
+
+
+@app.command()
 def demo(
     households: Annotated[int, typer.Option(help="Size of the synthetic county.")] = 400,
     days: Annotated[int, typer.Option(help="Nights to run.")] = 4,
@@ -149,12 +184,13 @@ def demo(
     settings = _settings(home=home, environment="demo")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from datashare.synth import build_county, write_night
+    from datashare.synth import build_county, redeliver, truncated_snapshot, write_night
     from flows.nightly import run_nightly
 
     first = date.fromisoformat(start)
     landing = Path(str(settings.landing))
     all_summaries: list[IntakeSummary] = []
+    results: list[NightResult] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         job = progress.add_task("生成模拟县数据…", total=days + 1)
@@ -164,15 +200,53 @@ def demo(
             day = first + timedelta(days=offset)
             progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：生成交付文件…")
             write_night(county, landing, day)
-            progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：接收与校验…")
-            summaries = _guarded(lambda day=day: run_nightly(day, settings))
+            if offset == 1:
+                # What happens in a real county: an export cut short is refused as a whole...
+                truncated_snapshot(county, landing, "XC_HU", day, keep_fraction=0.3)
+            progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：接收、比对、发布…")
+            result = _guarded(lambda day=day: run_nightly(day, settings))
+            summaries = list(result.deliveries)
+            if offset == 1:
+                # ...and the department re-delivers a complete file for the same date.
+                redeliver(county, landing, "XC_HU", day, defects=False)
+                progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：重新报送…")
+                result = _guarded(lambda day=day: run_nightly(day, settings))
+                summaries += [s for s in result.deliveries if s.status != "unchanged"]
             all_summaries.extend(summaries)
+            results.append(result)
             progress.advance(job)
         progress.update(job, description="完成")
     console.print(summary_table(f"交换台账 {first} – {first + timedelta(days=days - 1)}",
                                 all_summaries))
-    console.print(f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n"
-                  f"发布: {settings.publish_dir}\nData Docs: {settings.home / 'gx'}")
+    console.print(alerts_table(results[-1]))
+    for result in results:
+        console.print(night_line(result))
+    published = Path(str(settings.publish_dir))
+    console.print(f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n发布: {published}\n"
+                  f"报告: {published / 'XC' / 'reports'}\nData Docs: {settings.home / 'gx'}")
+
+
+def night_line(result: NightResult) -> str:
+    """One line per night: deliveries, alerts, freshness, publication."""
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(
+        Counter(s.status for s in result.deliveries).items()))
+    fresh = ", ".join(f"{k} {v}" for k, v in sorted(result.freshness.items())) or "—"
+    reports = f"；报告 {', '.join(result.reports)}" if result.reports else ""
+    return (f"{result.exchange_date}: 交付 {statuses or '无'}；预警 未结 {result.alerts.open}"
+            f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}）；应报 {fresh}；"
+            f"发布 {result.publication_id}{reports}")
+
+
+def alerts_table(result: NightResult) -> Table:
+    """Open alerts by rule after the last night (counts only)."""
+    table = Table(title="未结预警（按规则）", caption=f"截至 {result.exchange_date}")
+    table.add_column("规则")
+    table.add_column("未结", justify="right")
+    for rule, n in sorted(result.alerts.by_rule.items()):
+        table.add_row(rule, f"{n:,}")
+    table.add_section()
+    table.add_row("合计", f"{result.alerts.open:,}")
+    return table
 
 
 _REASON_STYLE = {"missing": "yellow", "failed": "red", "re-delivered": "cyan", "forced": "magenta"}

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     landing_sql_views: dict[str, str] = {}  # dataset -> query with :exchange_date (JSON)
     max_workers: int = Field(default=4, ge=1)
     build_docs: bool = True                # GX Data Docs per delivery (off for big backfills)
+    province: str = "61"                   # rule parameters and thresholds (reference data)
+    publish_keep_days: int = Field(default=30, ge=1)  # dated publications kept
     # Operations (issue 6): notifications, task runner, schedule, catch-up, writer lock.
     notify_urls: list[str] = []            # Apprise URLs (JSON list); may hold tokens: never logged
     task_runner: Literal["threads", "dask"] = "threads"

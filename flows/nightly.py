@@ -4,7 +4,11 @@
       discover_deliveries             one task: what the landing area holds for the date
       take_in_dataset × N             one task per dataset, concurrent: read, validate, gate,
                                       record, merge into history (each delivery atomic)
-      publish_ledger                  XC/deliveries.parquet and rejects.parquet
+      raise_alerts                    every rule of rules.md as of the date; lifecycle
+      check_freshness                 expected deliveries: on time, late, missing, failed
+      publish                         every consumer's files (and PostgreSQL schemas)
+      build_reports                   周报/月报 when a week or month closes on the date
+    all under the warehouse's writer lock; then artifacts and notifications.
 
 Settings are read here, at the flow's entry, from the environment (`DATASHARE_*`): flow
 parameters are only what a person chooses for a run (date, datasets, force), so no URL, password
@@ -14,23 +18,30 @@ or secret ever lands in Prefect's database or UI. A task returns a small summary
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
+import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.exc import OperationalError
 
 from datashare.settings import Settings
 from expectations.contract import load_common, load_contracts
+from tasks.alerts import AlertSummary, evaluated_dates, raise_alerts, rebuild_alerts
+from tasks.freshness import check_freshness
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
 from tasks.landing import DeliveryRef, open_landing
+from tasks.notify import notify_night
+from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
-from warehouse.published import publish_ledger
+from warehouse.lock import writer_lock
+from warehouse.publish import Publication, publish
+from warehouse.tables_ops import record_night
 
 
 class RunConfig(BaseModel):
@@ -51,6 +62,10 @@ class RunConfig(BaseModel):
     max_workers: int = 4
     sql_url: SecretStr | None = None
     sql_views: dict[str, str] = {}
+    notify_urls: tuple[SecretStr, ...] = ()  # Apprise URLs carry tokens
+    lock_wait_seconds: float = 0
+    province: str = "61"
+    publish_keep_days: int = 30
 
     @classmethod
     def from_settings(cls, settings: Settings, *, datasets: list[str] | None = None,
@@ -65,6 +80,9 @@ class RunConfig(BaseModel):
             max_workers=settings.max_workers,
             sql_url=SecretStr(settings.landing_sql_url) if settings.landing_sql_url else None,
             sql_views=settings.landing_sql_views,
+            notify_urls=tuple(SecretStr(u) for u in settings.notify_urls),
+            lock_wait_seconds=settings.lock_wait_seconds, province=settings.province,
+            publish_keep_days=settings.publish_keep_days,
         )
 
     def open_landing(self):  # type: ignore[no-untyped-def]
@@ -124,28 +142,132 @@ def take_in_night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]
     return [s for f in futures for s in f.result()]
 
 
+@task(name="raise_alerts", cache_policy=NO_CACHE)
+def raise_alerts_task(config: RunConfig, exchange_date: date,
+                      rebuilt_from: date | None) -> AlertSummary:
+    """Compare the departments' data as of the date and update the alerts (rules.md).
+
+    Re-running a past date, or a delivery that rewrote history from an earlier date, re-derives
+    every evaluated night from there to the latest, in order: the same alerts with the same
+    dates as if the nights had run in turn.
+    """
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        with engine.begin() as conn:
+            latest = max(evaluated_dates(conn), default=exchange_date)
+            start = min(rebuilt_from or exchange_date, exchange_date)
+            if start >= latest:
+                return raise_alerts(conn, exchange_date, province=config.province)
+            end = max(latest, exchange_date)
+            dates = {d for d in evaluated_dates(conn) if start <= d <= end} | {exchange_date}
+            summaries = rebuild_alerts(conn, start, end, province=config.province, dates=dates)
+            return next(s for s in summaries if s.as_of == exchange_date)
+    finally:
+        engine.dispose()
+
+
+@task(name="check_freshness", cache_policy=NO_CACHE)
+def check_freshness_task(config: RunConfig, exchange_date: date) -> pd.DataFrame:
+    """Judge the expected deliveries of the date (on time, late, missing, failed)."""
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        with engine.begin() as conn:
+            return check_freshness(conn, exchange_date, datetime.now(UTC),
+                                   datasets=config.datasets)
+    finally:
+        engine.dispose()
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
+    """Publish the shared dataset to every consumer (files, and PostgreSQL schemas)."""
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        return publish(engine, Path(config.publish_dir), as_of=as_of, actor=actor,
+                       secret=config.secret.get_secret_value().encode(),
+                       keep_days=config.publish_keep_days)
+    finally:
+        engine.dispose()
+
+
+@task(name="build_reports", cache_policy=NO_CACHE)
+def build_reports_task(config: RunConfig, exchange_date: date) -> list[str]:
+    """The weekly and monthly reports whose period closes on this date."""
+    periods = closing_periods(exchange_date)
+    if not periods:
+        return []
+    engine = connect(config.warehouse_url.get_secret_value())
+    out_dir = Path(config.publish_dir) / "XC" / "reports"
+    try:
+        with engine.connect() as conn:
+            return [build_report(conn, p, out_dir).html.name for p in periods]
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class NightResult:
+    """What one night did: counts and ids only (it is shown in the UI and the CLI)."""
+
+    exchange_date: date
+    deliveries: list[IntakeSummary]
+    alerts: AlertSummary
+    freshness: dict[str, int]
+    publication_id: str | None
+    reports: list[str]
+
+
 @flow(name="nightly", log_prints=False)
 def nightly(exchange_date: date, datasets: list[str] | None = None,
-            force: list[str] | None = None) -> list[IntakeSummary]:
-    """Take in every department's deliveries for one exchange date, merge and publish."""
+            force: list[str] | None = None) -> NightResult:
+    """Take in every department's deliveries for one exchange date, merge, alert and publish."""
     config = RunConfig.from_settings(Settings(), datasets=datasets, force=force)
     return night(exchange_date, config)
 
 
-def night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]:
-    """The body of the nightly flow, for one date (also used by backfills, inside a flow)."""
+def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> NightResult:
+    """The body of the nightly flow for one date (also run by backfills, inside their flow).
+
+    Holds the warehouse's writer lock throughout: take in → alerts → freshness → publication →
+    reports. Notifications go out after the lock is released.
+    """
     logger = get_run_logger()
     engine = connect(config.warehouse_url.get_secret_value())
     try:
-        upgrade(engine)
-        summaries = take_in_night(exchange_date, config)
-        publish_ledger(engine, Path(config.publish_dir))
+        with writer_lock(engine, owner=f"{kind} {exchange_date}",
+                         wait_seconds=config.lock_wait_seconds):
+            upgrade(engine)
+            summaries = take_in_night(exchange_date, config)
+            rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
+            alerts = raise_alerts_task(config, exchange_date, rebuilt)
+            fresh = check_freshness_task(config, exchange_date)
+            with engine.connect() as conn:
+                as_of = max(evaluated_dates(conn), default=exchange_date)
+            publication = publish_task(config, as_of, kind)
+            reports = build_reports_task(config, exchange_date)
+            with engine.begin() as conn:
+                record_night(conn, exchange_date, kind, datetime.now(UTC))
     finally:
         engine.dispose()
-    logger.info("%s: %d deliveries (%s)", exchange_date, len(summaries),
-                ", ".join(f"{k} {v}" for k, v in _count(summaries).items()))
+
+    states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
+    logger.info("%s: %d deliveries (%s); %d open alerts; publication %s", exchange_date,
+                len(summaries), ", ".join(f"{k} {v}" for k, v in _count(summaries).items()),
+                alerts.open, publication.publication_id)
+    _artifacts(exchange_date, summaries, alerts, fresh, config)
+    notify_night([u.get_secret_value() for u in config.notify_urls], exchange_date, summaries,
+                 fresh)
+    return NightResult(exchange_date, summaries, alerts, {str(k): int(v) for k, v in
+                                                          states.items()},
+                       publication.publication_id, reports)
+
+
+def _artifacts(exchange_date: date, summaries: list[IntakeSummary], alerts: AlertSummary,
+               fresh: pd.DataFrame, config: RunConfig) -> None:
+    """Prefect artifacts of the night: counts, statuses and links; never personal data."""
+    day = f"{exchange_date:%Y%m%d}"
     create_table_artifact(
-        key=f"deliveries-{exchange_date:%Y%m%d}",
+        key=f"deliveries-{day}",
         table=[{
             "部门": s.dept, "数据集": s.dataset, "文件": s.source_file, "状态": s.status,
             "行数": s.rows_in, "入库": s.rows_loaded, "问题": s.rows_rejected,
@@ -153,7 +275,26 @@ def night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]:
         } for s in summaries],
         description=f"交换台账 {exchange_date}（不含个人信息）",
     )
-    return summaries
+    create_table_artifact(
+        key=f"alerts-{day}",
+        table=[{"规则": rule, "未结预警": n} for rule, n in sorted(alerts.by_rule.items())],
+        description=(f"预警 {exchange_date}：未结 {alerts.open}，新增 {alerts.new}，"
+                     f"重新打开 {alerts.reopened}，自动解除 {alerts.resolved}"),
+    )
+    if len(fresh):
+        create_table_artifact(
+            key=f"freshness-{day}",
+            table=fresh[["dept", "dataset", "state"]].to_dict("records"),
+            description=f"应报交付 {exchange_date}：按时、迟报、缺报、退回",
+        )
+    docs = Path(config.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    reports = Path(config.publish_dir) / "XC" / "reports"
+    create_markdown_artifact(
+        key=f"links-{day}",
+        markdown=(f"- Data Docs（已脱敏）: `{docs}`\n- 报告: `{reports}`\n"
+                  f"- 发布目录: `{config.publish_dir}`"),
+        description="本夜的质量报告、周报月报与发布目录",
+    )
 
 
 def _count(summaries: list[IntakeSummary]) -> dict[str, int]:
@@ -164,9 +305,24 @@ def _count(summaries: list[IntakeSummary]) -> dict[str, int]:
 
 
 def run_nightly(exchange_date: date, settings: Settings, *, datasets: list[str] | None = None,
-                force: list[str] | None = None) -> list[IntakeSummary]:
+                force: list[str] | None = None) -> NightResult:
     """Run the nightly flow in this process with the configured task runner."""
+    from flows.runners import task_runner
+
     connect(str(settings.warehouse_url)).dispose()  # unreachable: fail before Prefect starts
-    runner = ThreadPoolTaskRunner(max_workers=settings.max_workers)
-    return nightly.with_options(task_runner=runner)(
+    return nightly.with_options(task_runner=task_runner(settings))(
         exchange_date=exchange_date, datasets=datasets, force=force)
+
+
+def publish_all(settings: Settings, as_of: date) -> Publication:
+    """Re-publish without re-ingesting (`datashare publish`), under the writer lock."""
+    engine = connect(str(settings.warehouse_url))
+    try:
+        with writer_lock(engine, owner=f"publish {as_of}",
+                         wait_seconds=settings.lock_wait_seconds):
+            upgrade(engine)
+            return publish(engine, Path(str(settings.publish_dir)), as_of=as_of,
+                           secret=settings.person_key_secret(), actor="publish",
+                           keep_days=settings.publish_keep_days)
+    finally:
+        engine.dispose()

@@ -53,6 +53,11 @@ def _state(settings: Settings) -> dict[str, object]:
             state["rejects"] = pd.read_sql(
                 "select * from rejects order by delivery_id, source_row, rule", conn
             ).drop(columns=["id"], errors="ignore").to_csv(index=False)
+            for name in ("alerts", "alert_days", "freshness"):
+                state[name] = pd.read_sql(f"select * from {name}", conn).drop(
+                    columns=["received_at"], errors="ignore"
+                ).sort_values(list(pd.read_sql(f"select * from {name}", conn).columns[:2]))\
+                    .to_csv(index=False)
             for name, table in sorted(history_tables.items()):
                 keys = [c for c in table.primary_key.columns]
                 rows = conn.execute(select(table).order_by(*keys)).all()
@@ -64,6 +69,13 @@ def _state(settings: Settings) -> dict[str, object]:
     state["lake"] = {str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()
                      for p in sorted(lake.rglob("*")) if p.is_file()}
     published = Path(str(settings.publish_dir))
+    # Every published table of every consumer, byte for byte (the catalog carries the
+    # publication id and XC's audit log grows with each publication: both left out).
+    current = published / "current"
+    state["published"] = {
+        str(p.relative_to(current)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(current.rglob("*.parquet")) if p.stem != "audit_log"
+    }
     for name in ("deliveries", "rejects"):
         frame = pq.read_table(published / "XC" / f"{name}.parquet").to_pandas()
         state[f"published_{name}"] = frame.drop(columns=["received_at"], errors="ignore")\
@@ -79,11 +91,13 @@ def test_the_same_nights_run_twice_change_nothing(env: Settings) -> None:
     for offset in range(2):
         run_nightly(DAY1 + timedelta(days=offset), env)
     first = _state(env)
+    assert len(first["published"]) > 50  # type: ignore[arg-type]  # 12 consumers' tables
     ledger = pd.read_csv(io.StringIO(str(first["deliveries"])))
     assert len(ledger) >= 16 and (ledger["status"] == "loaded").any()
     assert first["XC_REN"], "the roster was merged into history"
 
-    again = [s for offset in range(2) for s in run_nightly(DAY1 + timedelta(days=offset), env)]
+    again = [s for offset in range(2)
+             for s in run_nightly(DAY1 + timedelta(days=offset), env).deliveries]
     assert {s.status for s in again} == {"unchanged"}
     assert _state(env) == first
 
@@ -95,7 +109,7 @@ def test_a_failed_delivery_then_its_corrected_redelivery(env: Settings) -> None:
     write_night(county, landing, DAY1, datasets=["XC_HU"], defects=False)
     run_nightly(DAY1, env)
     truncated_snapshot(county, landing, "XC_HU", day2, keep_fraction=0.3)
-    [failed] = run_nightly(day2, env)
+    [failed] = run_nightly(day2, env).deliveries
     assert failed.status == "failed" and failed.rows_loaded == 0
     assert "整批退回" in (failed.reason or "")
     assert failed.rows_in == failed.rows_rejected + failed.duplicates
@@ -106,7 +120,7 @@ def test_a_failed_delivery_then_its_corrected_redelivery(env: Settings) -> None:
     assert list(mine["rule"]) == ["truncated_snapshot"] and mine["source_row"].isna().all()
 
     redeliver(county, landing, "XC_HU", day2, defects=False)
-    [fixed] = run_nightly(day2, env)
+    [fixed] = run_nightly(day2, env).deliveries
     assert fixed.status == "loaded" and fixed.rows_loaded > 0
     ledger = pq.read_table(published / "deliveries.parquet").to_pandas()
     statuses = ledger.loc[ledger["exchange_date"] == day2, "status"].tolist()

@@ -1,0 +1,243 @@
+"""One writer at a time: the warehouse's writer lock.
+
+    with writer_lock(engine, owner="nightly 2025-03-12", wait_seconds=600):
+        ...  # the only run writing to this warehouse
+
+PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) taken on a dedicated
+connection that is held open for the whole run. The key is derived from the database and the
+schema, so two warehouses on one server (or two test schemas) do not block each other. The
+server releases it when that connection ends, so a crashed run never leaves it behind. Who holds
+it is read from `pg_stat_activity`: the holder sets its `application_name` to
+`datashare: <owner>`, and its `backend_start` is the time it took the lock.
+
+SQLite: an OS file lock (`flock`) on `<database>.lock` beside the database file. Chosen over a
+lock row because the kernel releases it when the holding process dies (kill -9, power loss of
+the process), so there is no stale-lock detection to get wrong (pid reuse, clock skew, a row
+written by a process on another host), and because it does not need the schema to exist: the lock
+is taken before the run upgrades the schema. SQLite is a single-host database, so a host-local
+lock is exactly its scope (do not put a SQLite warehouse on NFS). The file holds the holder's
+owner, host, pid and start time as JSON, for the message a waiting run shows; it is rewritten by
+each holder and never deleted (deleting it would let two processes lock two different inodes).
+
+A second run waits up to `wait_seconds` (0: refuse at once), then raises `RunLocked` with who
+holds the lock and since when. The lock is reentrant within one process (a backfill holds it
+across the nights it runs, and each night takes it again at no cost); two processes never hold
+it at once. `owner` must not contain personal data: it goes into messages and PostgreSQL's
+activity view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from datashare.errors import RunLocked
+
+POLL_SECONDS = 0.2
+
+# Process-wide holders, by lock key: reentrancy within a process (see the module docstring).
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock (for the message a refused run shows)."""
+
+    owner: str
+    host: str | None
+    pid: int | None
+    since: datetime | None
+
+    def describe(self) -> str:
+        where = ", ".join(
+            p
+            for p in (
+                f"host {self.host}" if self.host else "",
+                f"pid {self.pid}" if self.pid else "",
+            )
+            if p
+        )
+        since = f" since {self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
+        return f"{self.owner!r}" + (f" ({where})" if where else "") + since
+
+
+def _signed64(digest: bytes) -> int:
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _sqlite_path(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database).resolve()
+
+
+def _lock_key(engine: Engine) -> str:
+    if engine.dialect.name == "sqlite":
+        path = _sqlite_path(engine)
+        return f"sqlite:{path}" if path else f"sqlite-memory:{id(engine)}"
+    with engine.connect() as conn:
+        db, schema = conn.execute(text("select current_database(), current_schema()")).one()
+    return f"{engine.dialect.name}:{db}.{schema}"
+
+
+@contextlib.contextmanager
+def writer_lock(engine: Engine, *, owner: str, wait_seconds: float = 0) -> Iterator[None]:
+    """Hold the warehouse's writer lock for the block; see the module docstring."""
+    key = _lock_key(engine)
+    with _HELD_GUARD:
+        if _HELD.get(key):
+            _HELD[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] -= 1
+        return
+    if engine.dialect.name == "sqlite":
+        acquire = _sqlite_lock(engine, owner, wait_seconds)
+    elif engine.dialect.name == "postgresql":
+        acquire = _pg_lock(engine, key, owner, wait_seconds)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported warehouses
+        raise NotImplementedError(f"no writer lock for {engine.dialect.name}")
+    with acquire:
+        with _HELD_GUARD:
+            _HELD[key] = 1
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+
+
+def _refuse(holder: Holder, wait_seconds: float) -> RunLocked:
+    waited = f" after waiting {wait_seconds:g} s" if wait_seconds > 0 else ""
+    return RunLocked(
+        f"the warehouse is locked by another run: {holder.describe()}; "
+        f"not started{waited} (runs never write at the same time)"
+    )
+
+
+def _deadline_loop(wait_seconds: float) -> Iterator[None]:
+    """Yield once, then again every POLL_SECONDS until wait_seconds have passed."""
+    deadline = time.monotonic() + max(wait_seconds, 0)
+    while True:
+        yield
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
+
+
+@contextlib.contextmanager
+def _sqlite_lock(engine: Engine, owner: str, wait_seconds: float) -> Iterator[None]:
+    path = _sqlite_path(engine)
+    if path is None:  # an in-memory database belongs to this process alone
+        yield
+        return
+    lock_file = path.with_name(path.name + ".lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        for _ in _deadline_loop(wait_seconds):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                continue
+        else:
+            raise _refuse(_read_holder(lock_file), wait_seconds)
+        info = {
+            "owner": owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(lock_file: Path) -> Holder:
+    try:
+        info: dict[str, Any] = json.loads(lock_file.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    since = info.get("since")
+    return Holder(
+        owner=str(info.get("owner", "unknown")),
+        host=info.get("host"),
+        pid=info.get("pid"),
+        since=datetime.fromisoformat(since) if since else None,
+    )
+
+
+@contextlib.contextmanager
+def _pg_lock(engine: Engine, key: str, owner: str, wait_seconds: float) -> Iterator[None]:
+    lock_id = _signed64(hashlib.sha256(f"datashare-writer:{key}".encode()).digest())
+    # A dedicated connection, outside the pool, held for the run: the lock lives with it.
+    conn = engine.connect()
+    try:
+        conn.execute(
+            text("select set_config('application_name', :name, false)"),
+            {"name": f"datashare: {owner}"[:63]},
+        )
+        conn.commit()
+        for _ in _deadline_loop(wait_seconds):
+            got = conn.execute(text("select pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar()
+            conn.commit()
+            if got:
+                break
+        else:
+            raise _refuse(_pg_holder(conn, lock_id), wait_seconds)
+        try:
+            yield
+        finally:
+            conn.execute(text("select pg_advisory_unlock(:id)"), {"id": lock_id})
+            conn.commit()
+    finally:
+        conn.invalidate()  # never hand a connection that held the lock back to the pool
+        conn.close()
+
+
+def _pg_holder(conn: Any, lock_id: int) -> Holder:
+    # A bigint advisory lock shows as classid = high 32 bits, objid = low 32 bits, objsubid 1.
+    unsigned = lock_id & 0xFFFFFFFFFFFFFFFF
+    row = conn.execute(
+        text("""
+        select a.application_name, host(a.client_addr), a.pid, a.backend_start
+        from pg_locks l join pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+          and l.classid::bigint = :hi and l.objid::bigint = :lo
+    """),
+        {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+    ).first()
+    conn.commit()
+    if row is None:
+        return Holder(owner="unknown", host=None, pid=None, since=None)
+    name, addr, pid, started = row
+    owner = (name or "unknown").removeprefix("datashare: ")
+    return Holder(owner=owner, host=addr or "local socket", pid=pid, since=started)
