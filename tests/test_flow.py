@@ -54,10 +54,9 @@ def _state(settings: Settings) -> dict[str, object]:
                 "select * from rejects order by delivery_id, source_row, rule", conn
             ).drop(columns=["id"], errors="ignore").to_csv(index=False)
             for name in ("alerts", "alert_days", "freshness"):
-                state[name] = pd.read_sql(f"select * from {name}", conn).drop(
-                    columns=["received_at"], errors="ignore"
-                ).sort_values(list(pd.read_sql(f"select * from {name}", conn).columns[:2]))\
-                    .to_csv(index=False)
+                frame = pd.read_sql(f"select * from {name}", conn)
+                frame = frame.drop(columns=["received_at"], errors="ignore")
+                state[name] = frame.sort_values(list(frame.columns)).to_csv(index=False)
             for name, table in sorted(history_tables.items()):
                 keys = [c for c in table.primary_key.columns]
                 rows = conn.execute(select(table).order_by(*keys)).all()
