@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     build_docs: bool = True                # GX Data Docs per delivery (off for big backfills)
     province: str = "61"                   # rule parameters and thresholds (reference data)
     publish_keep_days: int = Field(default=30, ge=1)  # dated publications kept
+    # PostgreSQL publication: schema pub_<consumer>, role ds_<consumer> (roles are cluster-wide:
+    # a second installation in the same cluster, or a test, uses other prefixes).
+    pg_schema_prefix: str = Field(default="pub_", pattern=r"^[a-z][a-z0-9_]*$")
+    pg_role_prefix: str = Field(default="ds_", pattern=r"^[a-z][a-z0-9_]*$")
     # Operations (issue 6): notifications, task runner, schedule, catch-up, writer lock.
     notify_urls: list[str] = []            # Apprise URLs (JSON list); may hold tokens: never logged
     task_runner: Literal["threads", "dask"] = "threads"

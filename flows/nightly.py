@@ -6,6 +6,7 @@
                                       record, merge into history (each delivery atomic)
       raise_alerts                    every rule of rules.md as of the date; lifecycle
       check_freshness                 expected deliveries: on time, late, missing, failed
+      mirror_to_lake                  history, ledger, identity, alerts as Parquet in the lake
       publish                         every consumer's files (and PostgreSQL schemas)
       build_reports                   周报/月报 when a week or month closes on the date
     all under the warehouse's writer lock; then artifacts and notifications.
@@ -40,7 +41,8 @@ from tasks.notify import notify_night
 from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
 from warehouse.lock import writer_lock
-from warehouse.publish import Publication, publish
+from warehouse.mirror import mirror_tables, mirror_to_lake
+from warehouse.publish import Publication, SqlTarget, publish
 from warehouse.tables_ops import record_night
 
 
@@ -66,6 +68,8 @@ class RunConfig(BaseModel):
     lock_wait_seconds: float = 0
     province: str = "61"
     publish_keep_days: int = 30
+    pg_schema_prefix: str = "pub_"
+    pg_role_prefix: str = "ds_"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, datasets: list[str] | None = None,
@@ -83,7 +87,11 @@ class RunConfig(BaseModel):
             notify_urls=tuple(SecretStr(u) for u in settings.notify_urls),
             lock_wait_seconds=settings.lock_wait_seconds, province=settings.province,
             publish_keep_days=settings.publish_keep_days,
+            pg_schema_prefix=settings.pg_schema_prefix, pg_role_prefix=settings.pg_role_prefix,
         )
+
+    def sql_target(self) -> SqlTarget:
+        return SqlTarget(schema_prefix=self.pg_schema_prefix, role_prefix=self.pg_role_prefix)
 
     def open_landing(self):  # type: ignore[no-untyped-def]
         return open_landing(self.landing, sql_views=self.sql_views,
@@ -178,6 +186,17 @@ def check_freshness_task(config: RunConfig, exchange_date: date) -> pd.DataFrame
         engine.dispose()
 
 
+@task(name="mirror_to_lake", cache_policy=NO_CACHE)
+def mirror_task(config: RunConfig, datasets: list[str]) -> int:
+    """Mirror tonight's history, the ledger, identity and alerts into the lake as Parquet."""
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        with engine.connect() as conn:
+            return mirror_to_lake(conn, Path(config.lake), mirror_tables(datasets))
+    finally:
+        engine.dispose()
+
+
 @task(name="publish", cache_policy=NO_CACHE)
 def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
     """Publish the shared dataset to every consumer (files, and PostgreSQL schemas)."""
@@ -185,7 +204,7 @@ def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
     try:
         return publish(engine, Path(config.publish_dir), as_of=as_of, actor=actor,
                        secret=config.secret.get_secret_value().encode(),
-                       keep_days=config.publish_keep_days)
+                       keep_days=config.publish_keep_days, sql=config.sql_target())
     finally:
         engine.dispose()
 
@@ -241,6 +260,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             alerts = raise_alerts_task(config, exchange_date, rebuilt)
             fresh = check_freshness_task(config, exchange_date)
+            mirror_task(config, sorted({s.dataset for s in summaries if s.status == "loaded"}))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
             publication = publish_task(config, as_of, kind)
@@ -323,6 +343,8 @@ def publish_all(settings: Settings, as_of: date) -> Publication:
             upgrade(engine)
             return publish(engine, Path(str(settings.publish_dir)), as_of=as_of,
                            secret=settings.person_key_secret(), actor="publish",
-                           keep_days=settings.publish_keep_days)
+                           keep_days=settings.publish_keep_days,
+                           sql=SqlTarget(schema_prefix=settings.pg_schema_prefix,
+                                         role_prefix=settings.pg_role_prefix))
     finally:
         engine.dispose()

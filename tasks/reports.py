@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from sqlalchemy import Connection, func, select
 
 import expectations
-from expectations.contract import load_common
+from expectations.contract import load_common, load_contracts
 from tasks.alerts import FEEDBACK_STATUS, alerts_frame, read_current, read_feedback
 from tasks.freshness import ACCEPTED, Calendar, expected_frame, load_calendar
 from warehouse.lake import write_bytes_atomic
@@ -53,20 +53,10 @@ COMPULSORY_AGES = (6, 15)
 LABOUR_AGES = (16, 60)
 LABOUR_SKILLS = ("技能劳动力", "普通劳动力")
 
-CATEGORIES = ("脱贫不稳定户", "边缘易致贫户", "突发严重困难户")
-RISK_TYPES = (
-    "因病",
-    "因学",
-    "因残",
-    "因自然灾害",
-    "因意外事故",
-    "因产业项目失败",
-    "因务工就业不稳",
-    "缺劳动力",
-    "因安全住房",
-    "因安全饮水",
-    "其他",
-)
+# The roster's categories and risk types, in the contract's order (departments are data).
+_ROSTER = load_contracts()["XC_HU"]
+CATEGORIES = tuple(_ROSTER.column("monitoring_category").values)
+RISK_TYPES = tuple(_ROSTER.column("risk_types").values)
 # rules.md, in its order: rule_id -> (risk_type, subject unit)
 RULES: dict[str, tuple[str, str]] = {
     "YB-01": ("因病", "户"),

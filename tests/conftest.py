@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Prefect reads its settings at import: keep tests quiet and off the user's Prefect home.
@@ -14,9 +15,9 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "CRITICAL")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-import pytest  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.exc import OperationalError  # noqa: E402
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 POSTGRES_ENV = "DATASHARE_TEST_POSTGRES_URL"
 
@@ -54,12 +55,9 @@ def _backends() -> list[str]:
     return ["sqlite", "postgres"] if (_pg_url() or os.environ.get("CI")) else ["sqlite"]
 
 
-@pytest.fixture(params=_backends())
-def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty warehouse: a SQLite file, or a throwaway schema in PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
+@contextmanager
+def pg_schema_url() -> Iterator[str]:
+    """A URL whose search_path is a throwaway PostgreSQL schema, dropped afterwards."""
     base = postgres_or_skip()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
@@ -72,6 +70,45 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=_backends())
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty warehouse: a SQLite file, or a throwaway schema in PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    with pg_schema_url() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def own_publication_prefixes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """PostgreSQL roles are cluster-wide: each test publishes under its own schema and role
+    prefixes (tests run in parallel), and its roles are dropped afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("DATASHARE_PG_SCHEMA_PREFIX", f"pub_{tag}_")
+    monkeypatch.setenv("DATASHARE_PG_ROLE_PREFIX", f"ds_{tag}_")
+    yield
+    url = _pg_url()
+    if url is None:
+        return
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            roles = conn.execute(text("SELECT rolname FROM pg_roles WHERE rolname LIKE :p"),
+                                 {"p": f"ds_{tag}_%"}).scalars().all()
+            schemas = conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+                                   {"p": f"pub_{tag}_%"}).scalars().all()
+            for schema in schemas:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            for role in roles:
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+    except OperationalError:
+        pass  # no PostgreSQL here: nothing was published into it
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

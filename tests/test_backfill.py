@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import postgres_or_skip
-from sqlalchemy import Engine, create_engine, insert, select, text
+from conftest import pg_schema_url
+from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
 from datashare.cli import app
@@ -38,17 +37,8 @@ def second_url(warehouse_url: str, tmp_path: Path) -> Iterator[str]:
     if warehouse_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'backfilled.db'}"
         return
-    base = postgres_or_skip()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url() as url:
+        yield url
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, home: Path, url: str, landing: Path) -> Settings:

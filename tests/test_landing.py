@@ -17,6 +17,7 @@ import fsspec
 import httpx
 import pandas as pd
 import pytest
+from conftest import pg_schema_url
 from sqlalchemy import create_engine, make_url, text
 
 from datashare.errors import ConfigurationError
@@ -291,6 +292,11 @@ def department_db(warehouse_url: str) -> str:
     v_dibao shows the department's export under its Chinese headers; v_ga_events renames a
     table's columns to the contract's canonical names. Yields the URL as configured.
     """
+    return make_department_db(warehouse_url)
+
+
+def make_department_db(warehouse_url: str) -> str:
+    """Create the department's tables and views in an empty database; its URL as configured."""
     keys = {f"c{i}": header for i, header in enumerate(DIBAO_COLUMNS)}
     table = ", ".join(f"{k} {DIBAO_COLUMNS[h]}" for k, h in keys.items())
     shown = ", ".join(f'{k} AS "{h}"' for k, h in keys.items())
@@ -398,10 +404,14 @@ def test_view_with_canonical_column_names(department_db: str) -> None:
     assert raw.missing_columns == ("reason",)
 
 
-def test_view_location_has_no_password(department_db: str) -> None:
+def test_view_location_has_no_password() -> None:
+    # Only a server database has a password (SQLite URLs drop one): PostgreSQL, always in CI.
+    with pg_schema_url() as server:
+        _location_has_no_password(make_department_db(server))
+
+
+def _location_has_no_password(department_db: str) -> None:
     url = make_url(department_db)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("a SQLite URL has no password")
     # Trust authentication ignores a password it did not ask for: add one when the URL has none.
     password = url.password or "s3cret-for-the-test"
     with_password = url.set(password=password).render_as_string(hide_password=False)

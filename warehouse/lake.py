@@ -23,6 +23,11 @@ def lake_path(kind: str, dataset: str, exchange_date: date, name: str) -> str:
     return f"{kind}/{dataset}/exchange_date={exchange_date.isoformat()}/{name}"
 
 
+def mirror_path(table: str) -> str:
+    """The path, relative to the lake root, of a warehouse table's mirror (warehouse.mirror)."""
+    return f"mirror/{table}.parquet"
+
+
 def write_bytes_atomic(root: Path, relative: str, content: bytes) -> None:
     """Write a file so that readers see either the old file or the whole new one."""
     target = root / relative
