@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pandas as pd
@@ -259,7 +260,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             summaries = take_in_night(exchange_date, config)
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             alerts = raise_alerts_task(config, exchange_date, rebuilt)
-            fresh = check_freshness_task(config, exchange_date)
+            fresh = cast(pd.DataFrame, check_freshness_task(config, exchange_date))
             mirror_task(config, sorted({s.dataset for s in summaries if s.status == "loaded"}))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)

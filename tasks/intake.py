@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -193,14 +194,21 @@ def intake_delivery(
                               excel=raw.fmt == "xlsx")
     previous = (ledger.previous_snapshot_rows(engine, contract.dataset, ref.exchange_date)
                 if contract.mode == "snapshot" else None)
-    # GX sees the rows the engine counts (duplicates collapsed) and the columns the file had.
-    gx_frame = validated.distinct.drop(columns=list(raw.missing_columns))
-    verdict = validate_delivery_gx(
-        gx_frame, contract, exchange_date=ref.exchange_date,
-        previous_rows=None if options.force else previous,
-        context_root=options.gx_root, run_label=did, max_rows=options.gx_max_rows,
-        build_docs=options.build_docs,
-    )
+    # GX sees the rows the engine counts (duplicates collapsed) and the columns the file had;
+    # it is handed the typed frame and those rows' positions, and copies only what it reads.
+    gx_frame = validated.typed.drop(columns=list(raw.missing_columns))
+    # The lake table of the accepted rows is built while GX judges (both only read `validated`;
+    # building it has no side effect, and it is used, or its error raised, only once the
+    # gates have passed, as before).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-arrow") as pool:
+        building = pool.submit(lambda: to_arrow_table(validated.accepted, contract, did,
+                                                      ref.file_name))
+        verdict = validate_delivery_gx(
+            gx_frame, contract, rows=validated.distinct_rows, exchange_date=ref.exchange_date,
+            previous_rows=None if options.force else previous,
+            context_root=options.gx_root, run_label=did, max_rows=options.gx_max_rows,
+            build_docs=options.build_docs,
+        )
     base |= dict(gx_success=verdict.success)
     gate = _gate(contract, validated, previous, options.force)
     if gate is None and not verdict.success:
@@ -215,7 +223,7 @@ def intake_delivery(
                                rejected=rejected, replace=retry)
 
     accepted_rel = lake_path("accepted", contract.dataset, ref.exchange_date, f"{did}.parquet")
-    table = to_arrow_table(validated.accepted, contract, did, ref.file_name)
+    table = building.result()
     write_parquet_atomic(options.lake_root, accepted_rel, table)
     rec = ledger.DeliveryRecord(
         **base, status="loaded", rows_in=validated.rows_in, rows_loaded=validated.rows_loaded,

@@ -238,8 +238,14 @@ def _assemble(columns: Sequence[pa.ChunkedArray | pa.Array], header: _Header,
 
 
 def _as_string(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    # pandas keeps its strings as large_string: hand them over as such (no copy).
-    return column if column.type == pa.large_string() else column.cast(pa.large_string())
+    # pandas keeps its strings as large_string: hand them over as such, in one piece (the
+    # normaliser works on contiguous arrays: combined here once, a column whose cleaning
+    # changes nothing then shares this memory instead of holding a second copy).
+    if column.type != pa.large_string():
+        column = column.cast(pa.large_string())
+    if isinstance(column, pa.ChunkedArray) and column.num_chunks > 1:
+        column = pa.chunked_array([column.combine_chunks()], type=column.type)
+    return column
 
 
 def _order(header: _Header, contract: Contract) -> _Header:
@@ -366,12 +372,14 @@ def _read_csv(content: bytes, contract: Contract, common: Common, where: _Where)
     width = len(records[h])
     start = ends[h]
     end, footers = _csv_footer(data, start, codec, markers)
-    if footers and data.count(b'"', start, end) % 2:
+    quotes = data.count(b'"', start, end)
+    if footers and quotes % 2:
         end, footers = len(data), 0  # the footer scan cut a quoted value; let the parser decide
+        quotes = data.count(b'"', start, end)
     first_row = h + 2
     # An odd number of quotes may be a value left open to the end of the file, which Arrow
     # would silently take as one cell holding every remaining row: only the exact reader tells.
-    odd_quotes = data.count(b'"', start, end) % 2 == 1
+    odd_quotes = quotes % 2 == 1
     table = None if odd_quotes else _parse_fast(data, start, end, codec, width, where)
     if table is not None:
         frame, blanks = _assemble(table.columns, header, first_row, table.num_rows)

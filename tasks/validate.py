@@ -7,15 +7,17 @@ message, values masked) and the counts, with rows_in = loaded + quarantined + du
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from expectations.contract import Column, Common, Contract
-from tasks.checks import credit_code_valid
+from tasks.checks import credit_code_valid, fixed_width, text_array
 from tasks.mask import mask_series
 from tasks.normalise import NormalisedColumn, clean_text, empty_column, normalise_frame
 from tasks.rules import row_rule_broken
@@ -40,6 +42,7 @@ _TYPE_TEXT = {
 }
 
 REJECT_COLUMNS = ["source_row", "column", "rule", "value_masked", "message"]
+DEFECTS = "_defects"
 
 
 class ConservationError(AssertionError):
@@ -48,21 +51,42 @@ class ConservationError(AssertionError):
 
 @dataclass(frozen=True)
 class Validated:
-    """The outcome of row-level validation of one delivery."""
+    """The outcome of row-level validation of one delivery.
+
+    `distinct` and `accepted` are made from `typed` when first asked for (each is a copy of
+    most of the delivery); the intake hands GX `typed` with `distinct_rows` instead, and
+    GX copies only the rows it reads.
+    """
 
     typed: pd.DataFrame       # every delivered row, typed, with source_row and _defects
-    distinct: pd.DataFrame    # `typed` without the collapsed identical duplicates (what GX sees)
-    accepted: pd.DataFrame    # rows to load: typed canonical columns and source_row
     rejects: pd.DataFrame     # REJECT_COLUMNS, one row per quarantined row, sorted by source_row
     rows_in: int
     rows_loaded: int
     rows_quarantined: int
     duplicates: int
+    duplicate: np.ndarray = field(repr=False, compare=False)  # per typed row: collapsed
+    accepted_mask: np.ndarray = field(repr=False, compare=False)  # per typed row: to load
 
     @property
     def quarantine_share(self) -> float:
         distinct = self.rows_in - self.duplicates
         return self.rows_quarantined / distinct if distinct else 0.0
+
+    @property
+    def distinct_rows(self) -> np.ndarray | None:
+        """Positions in `typed` of the rows GX sees (None: every row)."""
+        return np.flatnonzero(~self.duplicate) if self.duplicates else None
+
+    @cached_property
+    def distinct(self) -> pd.DataFrame:
+        """`typed` without the collapsed identical duplicates (what GX sees)."""
+        return self.typed.loc[~self.duplicate] if self.duplicates else self.typed
+
+    @cached_property
+    def accepted(self) -> pd.DataFrame:
+        """Rows to load: typed canonical columns and source_row."""
+        columns = [c for c in self.typed.columns if c != DEFECTS]
+        return self.typed.loc[self.accepted_mask, columns].reset_index(drop=True)
 
 
 def _apply_derivations(raw: pd.DataFrame, contract: Contract, common: Common) -> pd.DataFrame:
@@ -102,7 +126,10 @@ def _column_defects(col: Column, norm: NormalisedColumn) -> pd.Series:
 def _add_code(defects: pd.Series, broken: np.ndarray, code: str) -> pd.Series:
     """`defects` with `code` where a row is `broken` and has no defect yet."""
     new = broken & defects.isna().to_numpy()
-    return defects.mask(new, code) if new.any() else defects
+    if not new.any():
+        return defects
+    marked = pc.if_else(pa.array(new), pa.scalar(code, pa.large_string()), text_array(defects))
+    return pd.Series(pd.array(marked, dtype="string"), index=defects.index)
 
 
 def _codes(broken: np.ndarray, code: str, index: pd.Index) -> pd.Series:
@@ -122,14 +149,53 @@ def _row_identity(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
     return pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
 
 
+def _id_numbers(values: pd.Series) -> np.ndarray | None:
+    """Canonical id numbers as distinct int64s (17 digits, then the check character as 0-10),
+    -1 for NA; None unless every value present is 17 ASCII digits and a digit or X."""
+    if values.dtype != "string" or not len(values):
+        return None
+    arr = text_array(values)
+    matrix, positions = fixed_width(arr, 18)
+    if len(positions) != len(arr) - arr.null_count:
+        return None
+    digits = matrix[:, :17]
+    last = matrix[:, 17]
+    if not (((digits >= 48) & (digits <= 57)).all()
+            and (((last >= 48) & (last <= 57)) | (last == 88)).all()):
+        return None
+    number = np.zeros(len(digits), dtype=np.int64)
+    for j in range(17):
+        number *= 10
+        number += digits[:, j]
+        number -= 48
+    out = np.full(len(arr), -1, dtype=np.int64)
+    out[positions] = number * 11 + np.where(last == 88, 10, last.astype(np.int64) - 48)
+    return out
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, int]:
+    """(codes, number of distinct values): equal codes for equal values, -1 for NA. Canonical
+    id numbers are factorized as integers (hashing a million strings costs several times
+    more); the codes are then numbered differently, but equal exactly where the values are."""
+    numbers = _id_numbers(values)
+    if numbers is None:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return codes, len(uniques)
+    present = numbers >= 0
+    codes = np.full(len(numbers), -1, dtype=np.int64)
+    found, uniques = pd.factorize(numbers[present])
+    codes[present] = found
+    return codes, len(uniques)
+
+
 def _equal_codes(frame: pd.DataFrame) -> np.ndarray:
     """An int64 per row, equal for rows whose values are equal in every column (NA equal to
     NA); rows with different codes differ in some column."""
     combined = np.zeros(len(frame), dtype=np.int64)
     size = 1
     for name in frame.columns:
-        codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
-        width = len(uniques) + 1
+        codes, distinct = _factorize(frame[name])
+        width = distinct + 1
         if size * width >= 2**62:  # compress before the product could overflow
             combined, seen = pd.factorize(combined)
             size = len(seen)
@@ -290,16 +356,15 @@ def validate_rows(
         "message": _messages(contract, found, cleaned, rows),
     }).sort_values("source_row", kind="stable").reset_index(drop=True)
 
-    accepted = typed.loc[accepted_mask, [*contract.column_names, "source_row"]]
     result = Validated(
         typed=typed,
-        distinct=typed.loc[~duplicate] if duplicate.any() else typed,
-        accepted=accepted.reset_index(drop=True),
         rejects=rejects,
         rows_in=len(index),
         rows_loaded=int(accepted_mask.sum()),
         rows_quarantined=int(quarantined.sum()),
         duplicates=int(duplicate.sum()),
+        duplicate=duplicate,
+        accepted_mask=accepted_mask,
     )
     check_conservation(result.rows_in, result.rows_loaded, result.rows_quarantined,
                        result.duplicates)

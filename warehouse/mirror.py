@@ -14,7 +14,7 @@ warehouse, on another machine or another database (SQLite → PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,8 @@ def _fetch(conn: Connection, table: Table) -> pa.Table:
         return fetch_arrow(conn, select(table).order_by(*_order(table)), schema)
     # Clock readings (received_at) go through Python: fetch_arrow's text path has no time zones.
     result = conn.execute(select(table).order_by(*_order(table)))
-    columns = list(zip(*result.all(), strict=True)) or [[] for _ in table.columns]
+    columns: list[Sequence[Any]] = list(zip(*result.all(), strict=True))
+    columns = columns or [[] for _ in table.columns]
     return pa.table({f.name: pa.array(list(col), f.type) for f, col in zip(schema, columns,
                                                                           strict=True)})
 
