@@ -41,7 +41,7 @@ def _quiet(cmd: list[str]) -> None:
 
 def ensure_venv() -> None:
     """Create or refresh .venv so that it matches requirements.lock exactly."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  dev.py runs under whatever python3 is there
         sys.exit(f"datashare needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     digest = _lock_digest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:

@@ -92,7 +92,10 @@ def _reset_peak() -> bool:
 
 
 def _timed(
-    stages: dict[str, float], cpu: dict[str, float], peaks: dict[str, int], name: str,
+    stages: dict[str, float],
+    cpu: dict[str, float],
+    peaks: dict[str, int],
+    name: str,
     fn: Callable[..., Any],
 ) -> Callable[..., Any]:
     """`fn`, adding its wall and CPU time to stages[name] and cpu[name] and recording the
@@ -136,14 +139,18 @@ def intake(path: Path, work: Path, build_docs: bool, merge: bool = True) -> dict
     at_merge: dict[str, Any] = {}
 
     def merge_delivery(*args: Any, **kwargs: Any) -> Any:
-        at_merge.update(until=time.perf_counter(), until_cpu=_cpu(), peak=_peak_mb(),
-                        reset=_reset_peak())
+        at_merge.update(
+            until=time.perf_counter(), until_cpu=_cpu(), peak=_peak_mb(), reset=_reset_peak()
+        )
         started, cpu_started = time.perf_counter(), _cpu()
         try:
             return real_merge(*args, **kwargs) if merge else None
         finally:
-            at_merge.update(seconds=time.perf_counter() - started, cpu=_cpu() - cpu_started,
-                            merge_peak=_hwm_mb() if at_merge["reset"] else _peak_mb())
+            at_merge.update(
+                seconds=time.perf_counter() - started,
+                cpu=_cpu() - cpu_started,
+                merge_peak=_hwm_mb() if at_merge["reset"] else _peak_mb(),
+            )
 
     intake_module.merge_delivery = merge_delivery
 
@@ -200,8 +207,9 @@ def intake(path: Path, work: Path, build_docs: bool, merge: bool = True) -> dict
     }
 
 
-def run_case(case: str, rows: int, work: Path, build_docs: bool,
-             merge: bool = True) -> dict[str, object]:
+def run_case(
+    case: str, rows: int, work: Path, build_docs: bool, merge: bool = True
+) -> dict[str, object]:
     """Generate the case's file, then take it in in a fresh process."""
     fmt, encoding, _ = CASES[case]
     folder = work / case
@@ -248,7 +256,8 @@ def report(case: str, r: dict[str, Any]) -> str:
         f"(b) merge into history (bench_merge's subject, not part of (a)): "
         f"{r['merge_seconds']} s wall, cpu {r['merge_cpu_seconds']} s, "
         f"its own peak RSS {r['merge_peak_rss_mb']} MB"
-        if r["merged"] else "(b) merge into history: skipped (--no-merge)"
+        if r["merged"]
+        else "(b) merge into history: skipped (--no-merge)"
     )
     return (
         f"{case:12s} {r['rows_in']:>9,} rows, {r['file_mb']} MB\n"
@@ -272,16 +281,23 @@ def main() -> None:
         "--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}"
     )
     parser.add_argument("--no-docs", action="store_true", help="skip building GX Data Docs")
-    parser.add_argument("--no-merge", action="store_true",
-                        help="skip the merge into history (not part of the intake figure)")
+    parser.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="skip the merge into history (not part of the intake figure)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--_intake", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._intake:
         print(
             json.dumps(
-                intake(Path(args._intake[0]), Path(args._intake[1]), build_docs=not args.no_docs,
-                       merge=not args.no_merge),
+                intake(
+                    Path(args._intake[0]),
+                    Path(args._intake[1]),
+                    build_docs=not args.no_docs,
+                    merge=not args.no_merge,
+                ),
                 ensure_ascii=False,
             )
         )
@@ -299,8 +315,7 @@ def main() -> None:
     failed = False
     for case in cases:
         rows = getattr(args, CASES[case][2])
-        result = run_case(case, rows, work, build_docs=not args.no_docs,
-                          merge=not args.no_merge)
+        result = run_case(case, rows, work, build_docs=not args.no_docs, merge=not args.no_merge)
         print(report(case, result), flush=True)
         failed |= result["status"] != "loaded"
     if failed:

@@ -56,18 +56,23 @@ def snapshot(rows: int, seed: int, first_id: int = 0) -> dict[str, np.ndarray]:
     ids = _ids(first_id, rows)
     surnames = np.array(list("王李张刘陈杨赵黄周吴"))
     given = np.array(["华", "明", "芳", "强", "丽", "军", "䶮", "堃", "静", "伟"])
-    names = np.char.add(np.char.add(surnames[rng.integers(0, 10, rows)],
-                                    given[rng.integers(0, 10, rows)]),
-                        given[rng.integers(0, 10, rows)])
+    names = np.char.add(
+        np.char.add(surnames[rng.integers(0, 10, rows)], given[rng.integers(0, 10, rows)]),
+        given[rng.integers(0, 10, rows)],
+    )
     head = np.arange(rows) - np.arange(rows) % 3
     return {
         "village_code": np.char.add("6103271002", (np.arange(rows) % 90 + 10).astype(str)),
-        "head_name": names[head], "head_id_number": ids[head], "name": names,
-        "id_number": ids, "assistance_type": np.full(rows, "农村低保"),
+        "head_name": names[head],
+        "head_id_number": ids[head],
+        "name": names,
+        "id_number": ids,
+        "assistance_type": np.full(rows, "农村低保"),
         "support_mode": np.where(rng.random(rows) < 0.7, "按户", "按人"),
         "monthly_amount": np.round(rng.uniform(100, 900, rows), 2),
-        "start_date": (np.datetime64("2015-01-01")
-                       + rng.integers(0, 3650, rows).astype("timedelta64[D]")),
+        "start_date": (
+            np.datetime64("2015-01-01") + rng.integers(0, 3650, rows).astype("timedelta64[D]")
+        ),
         "status": np.full(rows, "在保"),
         "bank_account": np.char.add("622202", rng.integers(10**12, 10**13, rows).astype(str)),
     }
@@ -78,13 +83,21 @@ def to_arrow(columns: dict[str, np.ndarray], delivery_id: str) -> pa.Table:
     schema = accepted_schema(get_contract(DATASET))
     rows = len(columns["id_number"])
     data = {
-        **columns, "end_date": pa.nulls(rows, pa.date32()),
-        "delivery_id": np.full(rows, delivery_id), "source_file": np.full(rows, "MZ_DIBAO.csv"),
+        **columns,
+        "end_date": pa.nulls(rows, pa.date32()),
+        "delivery_id": np.full(rows, delivery_id),
+        "source_file": np.full(rows, "MZ_DIBAO.csv"),
         "source_row": np.arange(2, rows + 2),
     }
     return pa.Table.from_arrays(
-        [pa.array(data[f.name]).cast(f.type) if not isinstance(data[f.name], pa.Array)
-         else data[f.name] for f in schema], schema=schema)
+        [
+            pa.array(data[f.name]).cast(f.type)
+            if not isinstance(data[f.name], pa.Array)
+            else data[f.name]
+            for f in schema
+        ],
+        schema=schema,
+    )
 
 
 def nights(rows: int) -> tuple[pa.Table, pa.Table]:
@@ -92,7 +105,7 @@ def nights(rows: int) -> tuple[pa.Table, pa.Table]:
     first = snapshot(rows, seed=1)
     rng = np.random.default_rng(2)
     order = rng.permutation(rows)
-    gone, changed = order[: rows // 100], order[rows // 100: rows // 100 + rows // 20]
+    gone, changed = order[: rows // 100], order[rows // 100 : rows // 100 + rows // 20]
     keep = np.ones(rows, dtype=bool)
     keep[gone] = False
     second = {k: v.copy() for k, v in first.items()}
@@ -106,9 +119,14 @@ def nights(rows: int) -> tuple[pa.Table, pa.Table]:
 def timed_merge(engine: Engine, table: pa.Table, day: date) -> tuple[MergeStats, float]:
     started = time.perf_counter()
     with engine.begin() as conn:
-        stats = merge_delivery(conn, get_contract(DATASET), table,
-                               delivery_id=str(table["delivery_id"][0]), exchange_date=day,
-                               secret=SECRET)
+        stats = merge_delivery(
+            conn,
+            get_contract(DATASET),
+            table,
+            delivery_id=str(table["delivery_id"][0]),
+            exchange_date=day,
+            secret=SECRET,
+        )
     return stats, time.perf_counter() - started
 
 
@@ -133,32 +151,41 @@ def run(name: str, url: str, night1: pa.Table, night2: pa.Table, vacuum: bool) -
     engine = connect(url)
     upgrade(engine)
     stats1, load_s = timed_merge(engine, night1, NIGHT1)
-    print(f"{name:10s} night 1 (initial load) {load_s:6.2f} s  "
-          f"{night1.num_rows / load_s:9,.0f} rows/s  inserted={stats1.inserted:,}")
+    print(
+        f"{name:10s} night 1 (initial load) {load_s:6.2f} s  "
+        f"{night1.num_rows / load_s:9,.0f} rows/s  inserted={stats1.inserted:,}"
+    )
     if vacuum and engine.dialect.name == "postgresql":
         # What autovacuum does between two nights after a bulk load: hint bits, visibility map
         # and statistics. Without it the first scan of the fresh table rewrites every page.
         started = time.perf_counter()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
-        print(f"{name:10s} VACUUM ANALYZE between the nights {time.perf_counter() - started:.2f} s"
-              " (not counted)")
+        print(
+            f"{name:10s} VACUUM ANALYZE between the nights {time.perf_counter() - started:.2f} s"
+            " (not counted)"
+        )
     stats2, merge_s = timed_merge(engine, night2, NIGHT2)
-    print(f"{name:10s} night 2 (merge)        {merge_s:6.2f} s  inserted={stats2.inserted:,} "
-          f"changed={stats2.changed:,} closed={stats2.closed:,} "
-          f"unchanged={stats2.unchanged:,}")
+    print(
+        f"{name:10s} night 2 (merge)        {merge_s:6.2f} s  inserted={stats2.inserted:,} "
+        f"changed={stats2.changed:,} closed={stats2.closed:,} "
+        f"unchanged={stats2.unchanged:,}"
+    )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             rows = history_rows(conn, DATASET)
             h = history_tables[DATASET]
-            conn.execute(text(f"CREATE TEMPORARY TABLE copy_target "
-                              f"(LIKE {h.name} INCLUDING DEFAULTS)"))
+            conn.execute(
+                text(f"CREATE TEMPORARY TABLE copy_target (LIKE {h.name} INCLUDING DEFAULTS)")
+            )
             started = time.perf_counter()
             load_arrow(conn, "copy_target", rows.slice(0, night1.num_rows))
             copy_s = time.perf_counter() - started
-        print(f"{name:10s} COPY {min(rows.num_rows, night1.num_rows):,} history rows "
-              f"(unindexed table) {copy_s:6.2f} s  "
-              f"{min(rows.num_rows, night1.num_rows) / copy_s:9,.0f} rows/s")
+        print(
+            f"{name:10s} COPY {min(rows.num_rows, night1.num_rows):,} history rows "
+            f"(unindexed table) {copy_s:6.2f} s  "
+            f"{min(rows.num_rows, night1.num_rows) / copy_s:9,.0f} rows/s"
+        )
     engine.dispose()
 
 
@@ -167,13 +194,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--postgres", default=os.environ.get("DATASHARE_TEST_POSTGRES_URL"))
-    parser.add_argument("--no-vacuum", action="store_true",
-                        help="merge night 2 straight after the bulk load (worst case)")
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="merge night 2 straight after the bulk load (worst case)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     night1, night2 = nights(args.rows)
-    print(f"generated {night1.num_rows:,} + {night2.num_rows:,} rows "
-          f"in {time.perf_counter() - started:.1f} s ({os.cpu_count()} cores)")
+    print(
+        f"generated {night1.num_rows:,} + {night2.num_rows:,} rows "
+        f"in {time.perf_counter() - started:.1f} s ({os.cpu_count()} cores)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run("sqlite", f"sqlite:///{Path(tmp) / 'warehouse.db'}", night1, night2, False)
     if args.postgres:

@@ -25,15 +25,23 @@ if TYPE_CHECKING:
     from flows.nightly import NightResult
     from tasks.intake import IntakeSummary
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="datashare — county data exchange for 防返贫动态监测.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="datashare — county data exchange for 防返贫动态监测.",
+)
 db_app = typer.Typer(help="Warehouse schema.")
 app.add_typer(db_app, name="db")
 console = Console(stderr=False)
 err_console = Console(stderr=True, soft_wrap=True)  # one-line reasons stay one line
 
-_STATUS_STYLE = {"loaded": "green", "failed": "red", "duplicate": "yellow",
-                 "unchanged": "dim", "superseded": "dim"}
+_STATUS_STYLE = {
+    "loaded": "green",
+    "failed": "red",
+    "duplicate": "yellow",
+    "unchanged": "dim",
+    "superseded": "dim",
+}
 
 
 def quiet_prefect(settings: Settings) -> None:
@@ -58,18 +66,36 @@ def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
     table = Table(title=title, show_lines=False)
     numeric = {"行数", "入库", "问题", "重复"}
     for header in ("日期", "数据集", "状态", "行数", "入库", "问题", "重复", "原因"):
-        table.add_column(header, justify="right" if header in numeric else "left",
-                         no_wrap=header != "原因", overflow="fold")
+        table.add_column(
+            header,
+            justify="right" if header in numeric else "left",
+            no_wrap=header != "原因",
+            overflow="fold",
+        )
     for s in summaries:
         style = _STATUS_STYLE.get(s.status, "")
-        table.add_row(f"{s.exchange_date:%m-%d}", s.dataset, f"[{style}]{s.status}[/]",
-                      f"{s.rows_in:,}", f"{s.rows_loaded:,}", f"{s.rows_rejected:,}",
-                      f"{s.duplicates:,}", (s.reason or "").split(" (department")[0][:60])
+        table.add_row(
+            f"{s.exchange_date:%m-%d}",
+            s.dataset,
+            f"[{style}]{s.status}[/]",
+            f"{s.rows_in:,}",
+            f"{s.rows_loaded:,}",
+            f"{s.rows_rejected:,}",
+            f"{s.duplicates:,}",
+            (s.reason or "").split(" (department")[0][:60],
+        )
     if summaries:
         table.add_section()
-        table.add_row("合计", f"{len(summaries)} 个交付", "",
-                      *(f"{sum(getattr(s, f) for s in summaries):,}"
-                        for f in ("rows_in", "rows_loaded", "rows_rejected", "duplicates")), "")
+        table.add_row(
+            "合计",
+            f"{len(summaries)} 个交付",
+            "",
+            *(
+                f"{sum(getattr(s, f) for s in summaries):,}"
+                for f in ("rows_in", "rows_loaded", "rows_rejected", "duplicates")
+            ),
+            "",
+        )
     return table
 
 
@@ -109,8 +135,12 @@ def _settings(**overrides: object) -> Settings:
 def run(
     exchange_date: Annotated[str, typer.Option("--date", help="Exchange date, YYYY-MM-DD.")],
     datasets: Annotated[list[str] | None, typer.Option("--dataset", help="Only these.")] = None,
-    force: Annotated[list[str] | None, typer.Option(
-        "--force", help="Accept a snapshot of this dataset below half of the previous one.")] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force", help="Accept a snapshot of this dataset below half of the previous one."
+        ),
+    ] = None,
 ) -> None:
     """Take in every delivery for one exchange date (the nightly run)."""
     try:
@@ -120,8 +150,9 @@ def run(
     settings = _settings()
     from flows.nightly import run_nightly
 
-    result = _guarded(lambda: run_nightly(day, settings, datasets=datasets or None,
-                                          force=force or None))
+    result = _guarded(
+        lambda: run_nightly(day, settings, datasets=datasets or None, force=force or None)
+    )
     console.print(summary_table(f"交换台账 {day}", result.deliveries))
     console.print(night_line(result))
 
@@ -168,8 +199,10 @@ def publish(
     from flows.nightly import publish_all
 
     publication = _guarded(lambda: publish_all(settings, day))
-    console.print(f"publication {publication.publication_id}: {publication.files} files, "
-                  f"{len(publication.consumers)} consumers → {settings.publish_dir}")
+    console.print(
+        f"publication {publication.publication_id}: {publication.files} files, "
+        f"{len(publication.consumers)} consumers → {settings.publish_dir}"
+    )
 
 
 @app.command()
@@ -191,8 +224,13 @@ def demo(
     landing = Path(str(settings.landing))
     all_summaries: list[IntakeSummary] = []
     results: list[NightResult] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         job = progress.add_task("生成模拟县数据…", total=days + 1)
         county = build_county(seed, households)
         progress.advance(job)
@@ -216,25 +254,31 @@ def demo(
             results.append(result)
             progress.advance(job)
         progress.update(job, description="完成")
-    console.print(summary_table(f"交换台账 {first} – {first + timedelta(days=days - 1)}",
-                                all_summaries))
+    console.print(
+        summary_table(f"交换台账 {first} – {first + timedelta(days=days - 1)}", all_summaries)
+    )
     console.print(alerts_table(results[-1]))
     for result in results:
         console.print(night_line(result))
     published = Path(str(settings.publish_dir))
-    console.print(f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n发布: {published}\n"
-                  f"报告: {published / 'XC' / 'reports'}\nData Docs: {settings.home / 'gx'}")
+    console.print(
+        f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n发布: {published}\n"
+        f"报告: {published / 'XC' / 'reports'}\nData Docs: {settings.home / 'gx'}"
+    )
 
 
 def night_line(result: NightResult) -> str:
     """One line per night: deliveries, alerts, freshness, publication."""
-    statuses = ", ".join(f"{k} {v}" for k, v in sorted(
-        Counter(s.status for s in result.deliveries).items()))
+    statuses = ", ".join(
+        f"{k} {v}" for k, v in sorted(Counter(s.status for s in result.deliveries).items())
+    )
     fresh = ", ".join(f"{k} {v}" for k, v in sorted(result.freshness.items())) or "—"
     reports = f"；报告 {', '.join(result.reports)}" if result.reports else ""
-    return (f"{result.exchange_date}: 交付 {statuses or '无'}；预警 未结 {result.alerts.open}"
-            f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}）；应报 {fresh}；"
-            f"发布 {result.publication_id}{reports}")
+    return (
+        f"{result.exchange_date}: 交付 {statuses or '无'}；预警 未结 {result.alerts.open}"
+        f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}）；应报 {fresh}；"
+        f"发布 {result.publication_id}{reports}"
+    )
 
 
 def alerts_table(result: NightResult) -> Table:
@@ -264,14 +308,21 @@ def _parse_date(value: str, option: str) -> date:
 def backfill(
     date_from: Annotated[str, typer.Option("--from", help="First exchange date, YYYY-MM-DD.")],
     date_to: Annotated[str, typer.Option("--to", help="Last exchange date, YYYY-MM-DD.")],
-    datasets: Annotated[list[str] | None, typer.Option(
-        "--dataset", "--datasets", help="Only these datasets (repeat the option).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
-                       ] = False,
-    max_parallel: Annotated[int | None, typer.Option(
-        "--max-parallel", min=1, help="At most this many datasets at a time.")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Also re-derive loaded deliveries' history from the lake.")] = False,
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", "--datasets", help="Only these datasets (repeat the option)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, help="At most this many datasets at a time."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also re-derive loaded deliveries' history from the lake."),
+    ] = False,
 ) -> None:
     """Redo a range of exchange dates: missing, failed, re-delivered (or forced) deliveries."""
     first, last = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
@@ -281,9 +332,17 @@ def backfill(
     from flows.backfill import run_backfill
 
     try:
-        result = _guarded(lambda: run_backfill(settings, first, last, datasets=datasets or None,
-                                               dry_run=dry_run, max_parallel=max_parallel,
-                                               force=force))
+        result = _guarded(
+            lambda: run_backfill(
+                settings,
+                first,
+                last,
+                datasets=datasets or None,
+                dry_run=dry_run,
+                max_parallel=max_parallel,
+                force=force,
+            )
+        )
     except ValueError as exc:  # unknown dataset
         _fail(2, str(exc))
     title = f"补跑计划 {first} – {last}" + ("（试运行，未做任何更改）" if dry_run else "")
@@ -292,8 +351,13 @@ def backfill(
         table.add_column(header, no_wrap=header != "说明", overflow="fold")
     for item in result.plan:
         style = _REASON_STYLE.get(item.reason, "")
-        table.add_row(item.exchange_date.isoformat(), item.dept, item.dataset,
-                      f"[{style}]{item.reason}[/]", item.detail)
+        table.add_row(
+            item.exchange_date.isoformat(),
+            item.dept,
+            item.dataset,
+            f"[{style}]{item.reason}[/]",
+            item.detail,
+        )
     console.print(table)
     if not result.plan:
         console.print("nothing to redo: the warehouse already holds what the landing area has")
@@ -303,18 +367,24 @@ def backfill(
 
 @app.command()
 def serve(
-    cron: Annotated[str | None, typer.Option(
-        help="Cron of the nightly run (default: settings schedule_cron, 0 2 * * *).")] = None,
-    interval: Annotated[float | None, typer.Option(
-        hidden=True, help="Run every N seconds instead of the cron (demos, tests).")] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option(help="Cron of the nightly run (default: settings schedule_cron, 0 2 * * *)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(hidden=True, help="Run every N seconds instead of the cron (demos, tests)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many runs at once.")] = None,
 ) -> None:
     """Run the nightly schedule on this machine until interrupted (no Prefect server needed)."""
     settings = _settings()
     from flows.serve import serve_schedule
 
-    console.print(f"serving nightly ({cron or settings.schedule_cron}, "
-                  f"{settings.schedule_timezone}) and backfill; Ctrl+C to stop")
+    console.print(
+        f"serving nightly ({cron or settings.schedule_cron}, "
+        f"{settings.schedule_timezone}) and backfill; Ctrl+C to stop"
+    )
     _guarded(lambda: serve_schedule(settings, cron=cron, interval_seconds=interval, limit=limit))
 
 

@@ -59,10 +59,17 @@ class DeliveryError(DatashareError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = [f"{k} {v}" for k, v in (
-            ("department", self.dept), ("dataset", self.dataset), ("file", self.source_file),
-            ("row", self.row), ("column", self.column),
-        ) if v is not None]
+        where = [
+            f"{k} {v}"
+            for k, v in (
+                ("department", self.dept),
+                ("dataset", self.dataset),
+                ("file", self.source_file),
+                ("row", self.row),
+                ("column", self.column),
+            )
+            if v is not None
+        ]
         return f"{self.reason} ({', '.join(where)})" if where else self.reason
 
 

@@ -18,31 +18,31 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATASHARE_", env_file=".env", extra="ignore")
 
     home: Path = Path("./var")
-    landing: str | None = None            # a folder, any fsspec URL, or http(s)://…
-    warehouse_url: str | None = None       # SQLAlchemy URL; default SQLite under HOME
-    lake: str | None = None                # folder for Parquet; default HOME/lake
-    publish_dir: Path | None = None        # default HOME/published
-    secret: SecretStr | None = None        # HMAC key for person_key
+    landing: str | None = None  # a folder, any fsspec URL, or http(s)://…
+    warehouse_url: str | None = None  # SQLAlchemy URL; default SQLite under HOME
+    lake: str | None = None  # folder for Parquet; default HOME/lake
+    publish_dir: Path | None = None  # default HOME/published
+    secret: SecretStr | None = None  # HMAC key for person_key
     environment: Literal["production", "demo", "test"] = "production"
-    landing_sql_url: str | None = None     # department database for SQL-view deliveries
+    landing_sql_url: str | None = None  # department database for SQL-view deliveries
     gx_max_rows: int = Field(default=200_000, ge=1000)  # contract suite runs on a sample above
     landing_sql_views: dict[str, str] = {}  # dataset -> query with :exchange_date (JSON)
     max_workers: int = Field(default=4, ge=1)
-    build_docs: bool = True                # GX Data Docs per delivery (off for big backfills)
-    province: str = "61"                   # rule parameters and thresholds (reference data)
+    build_docs: bool = True  # GX Data Docs per delivery (off for big backfills)
+    province: str = "61"  # rule parameters and thresholds (reference data)
     publish_keep_days: int = Field(default=30, ge=1)  # dated publications kept
     # PostgreSQL publication: schema pub_<consumer>, role ds_<consumer> (roles are cluster-wide:
     # a second installation in the same cluster, or a test, uses other prefixes).
     pg_schema_prefix: str = Field(default="pub_", pattern=r"^[a-z][a-z0-9_]*$")
     pg_role_prefix: str = Field(default="ds_", pattern=r"^[a-z][a-z0-9_]*$")
     # Operations (issue 6): notifications, task runner, schedule, catch-up, writer lock.
-    notify_urls: list[str] = []            # Apprise URLs (JSON list); may hold tokens: never logged
+    notify_urls: list[str] = []  # Apprise URLs (JSON list); may hold tokens: never logged
     task_runner: Literal["threads", "dask"] = "threads"
-    dask_address: str | None = None        # tcp://scheduler:8786; None: a local process cluster
-    schedule_cron: str = "0 2 * * *"       # the nightly run, in schedule_timezone
+    dask_address: str | None = None  # tcp://scheduler:8786; None: a local process cluster
+    schedule_cron: str = "0 2 * * *"  # the nightly run, in schedule_timezone
     schedule_timezone: str = "Asia/Shanghai"
     catch_up: Literal["all", "latest", "skip"] = "all"  # missed nights after downtime
-    lock_wait_seconds: float = Field(default=0, ge=0)   # a second run waits this long, then exits 4
+    lock_wait_seconds: float = Field(default=0, ge=0)  # a second run waits this long, then exits 4
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:

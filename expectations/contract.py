@@ -70,8 +70,14 @@ class RowRule(_Model):
 
     id: str
     check: Literal[
-        "required_when", "not_before", "absent_unless", "difference_equals", "sign_by",
-        "equals_all", "min_age", "hook",
+        "required_when",
+        "not_before",
+        "absent_unless",
+        "difference_equals",
+        "sign_by",
+        "equals_all",
+        "min_age",
+        "hook",
     ]
     columns: tuple[str, ...]
     message: str
@@ -126,7 +132,8 @@ class Contract(_Model):
         """Columns that must be present in a delivery and filled in every row (key included)."""
         derived = {d.column for d in self.derive}
         return tuple(
-            c.name for c in self.columns
+            c.name
+            for c in self.columns
             if (c.required or c.name in self.key) and c.name not in derived
         )
 

@@ -120,9 +120,7 @@ class _HidesValues:
     def _hides_values(self) -> bool:
         return True
 
-    def _get_result_format(
-        self, runtime_configuration: dict | None = None
-    ) -> dict[str, Any] | str:
+    def _get_result_format(self, runtime_configuration: dict | None = None) -> dict[str, Any] | str:
         result_format = super()._get_result_format(  # type: ignore[misc]
             runtime_configuration=runtime_configuration
         )
@@ -154,8 +152,9 @@ def _mostly_suffix(params: dict[str, Any]) -> str:
     return "."
 
 
-def _legacy_block(template: str, params: dict[str, Any],
-                  runtime_configuration: dict | None) -> list[RenderedStringTemplateContent]:
+def _legacy_block(
+    template: str, params: dict[str, Any], runtime_configuration: dict | None
+) -> list[RenderedStringTemplateContent]:
     """The HTML Data Docs block (legacy prescriptive renderer) for a template and its params."""
     styling = (runtime_configuration or {}).get("styling")
     return [
@@ -182,8 +181,9 @@ class ColumnValuesValidId18(ColumnMapMetricProvider):
     condition_value_keys = ("exchange_date",)
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, exchange_date: str | None = None,
-                **kwargs: Any) -> pd.Series:
+    def _pandas(
+        cls, column: pd.Series, exchange_date: str | None = None, **kwargs: Any
+    ) -> pd.Series:
         latest = pd.Timestamp(exchange_date) if exchange_date else None
         return _guarded("id18_valid", lambda: id18_valid(column, latest))
 
@@ -203,7 +203,9 @@ class ExpectColumnValuesToBeValidId18(_HidesValues, ColumnMapExpectation):
     args_keys = ("column",)
 
     library_metadata: ClassVar[dict[str, Any]] = {
-        "maturity": "production", "tags": ["datashare", "GB 11643"], "contributors": [],
+        "maturity": "production",
+        "tags": ["datashare", "GB 11643"],
+        "contributors": [],
     }
 
     @classmethod
@@ -212,15 +214,15 @@ class ExpectColumnValuesToBeValidId18(_HidesValues, ColumnMapExpectation):
     ) -> RendererConfiguration:
         renderer_configuration.add_param(name="column", param_type=RendererValueType.STRING)
         renderer_configuration.add_param(name="mostly", param_type=RendererValueType.NUMBER)
-        renderer_configuration.add_param(name="exchange_date",
-                                         param_type=RendererValueType.STRING)
+        renderer_configuration.add_param(name="exchange_date", param_type=RendererValueType.STRING)
         params = renderer_configuration.params
         template = "values must be valid GB 11643 id numbers"
         if params.exchange_date:
             template += " born no later than $exchange_date"
         if params.mostly and params.mostly.value < 1.0:
             renderer_configuration = cls._add_mostly_pct_param(
-                renderer_configuration=renderer_configuration)
+                renderer_configuration=renderer_configuration
+            )
             template += ", at least $mostly_pct % of the time."
         else:
             template += "."
@@ -243,8 +245,9 @@ class ExpectColumnValuesToBeValidId18(_HidesValues, ColumnMapExpectation):
         if params.get("exchange_date"):
             template += " born no later than $exchange_date"
         template += _mostly_suffix(params)
-        return _legacy_block(_column_prefix(template, runtime_configuration), params,
-                             runtime_configuration)
+        return _legacy_block(
+            _column_prefix(template, runtime_configuration), params, runtime_configuration
+        )
 
 
 # --- GB 32100 unified social credit codes --------------------------------------------------------
@@ -274,7 +277,9 @@ class ExpectColumnValuesToBeValidCreditCode(_HidesValues, ColumnMapExpectation):
     args_keys = ("column",)
 
     library_metadata: ClassVar[dict[str, Any]] = {
-        "maturity": "production", "tags": ["datashare", "GB 32100"], "contributors": [],
+        "maturity": "production",
+        "tags": ["datashare", "GB 32100"],
+        "contributors": [],
     }
 
     def _hides_values(self) -> bool:
@@ -290,7 +295,8 @@ class ExpectColumnValuesToBeValidCreditCode(_HidesValues, ColumnMapExpectation):
         params = renderer_configuration.params
         if params.mostly and params.mostly.value < 1.0:
             renderer_configuration = cls._add_mostly_pct_param(
-                renderer_configuration=renderer_configuration)
+                renderer_configuration=renderer_configuration
+            )
             template += ", at least $mostly_pct % of the time."
         else:
             template += "."
@@ -311,8 +317,9 @@ class ExpectColumnValuesToBeValidCreditCode(_HidesValues, ColumnMapExpectation):
         params = dict(configuration.kwargs) if configuration else {}
         template = "values must be valid GB 32100 unified social credit codes"
         template += _mostly_suffix(params)
-        return _legacy_block(_column_prefix(template, runtime_configuration), params,
-                             runtime_configuration)
+        return _legacy_block(
+            _column_prefix(template, runtime_configuration), params, runtime_configuration
+        )
 
 
 # --- contract row rules --------------------------------------------------------------------------
@@ -332,11 +339,15 @@ def row_rule_columns(rule: RowRule, *, filler: str = "source_row") -> list[str]:
     GX's multicolumn domain needs at least two columns; a rule that reads one (min_age) gets
     `filler` (the engine's source_row: a row number, never personal) as the second.
     """
-    columns = list(dict.fromkeys([
-        *rule.columns,
-        *([rule.when.column] if rule.when else []),
-        *([rule.by] if rule.by else []),
-    ]))
+    columns = list(
+        dict.fromkeys(
+            [
+                *rule.columns,
+                *([rule.when.column] if rule.when else []),
+                *([rule.by] if rule.by else []),
+            ]
+        )
+    )
     if len(columns) < 2:
         columns.append(filler)
     return columns
@@ -347,13 +358,24 @@ class RowRuleHolds(MulticolumnMapMetricProvider):
 
     condition_metric_name = "multicolumn_values.row_rule_holds"
     condition_domain_keys = (
-        "batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if",
+        "batch_id",
+        "table",
+        "column_list",
+        "row_condition",
+        "condition_parser",
+        "ignore_row_if",
     )
     condition_value_keys = ("dataset", "rule_id", "exchange_date")
 
     @multicolumn_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column_list: pd.DataFrame, dataset: str, rule_id: str,
-                exchange_date: str | None = None, **kwargs: Any) -> pd.Series:
+    def _pandas(
+        cls,
+        column_list: pd.DataFrame,
+        dataset: str,
+        rule_id: str,
+        exchange_date: str | None = None,
+        **kwargs: Any,
+    ) -> pd.Series:
         rule = find_row_rule(dataset, rule_id)
         if exchange_date:
             on = date.fromisoformat(exchange_date)
@@ -383,7 +405,9 @@ class ExpectRowRuleToHold(_HidesValues, MulticolumnMapExpectation):
     args_keys = ("column_list", "dataset", "rule_id")
 
     library_metadata: ClassVar[dict[str, Any]] = {
-        "maturity": "production", "tags": ["datashare", "row rule"], "contributors": [],
+        "maturity": "production",
+        "tags": ["datashare", "row rule"],
+        "contributors": [],
     }
 
     def _hides_values(self) -> bool:
@@ -405,14 +429,18 @@ class ExpectRowRuleToHold(_HidesValues, MulticolumnMapExpectation):
             renderer_configuration.add_param(name=name, param_type=RendererValueType.STRING)
         renderer_configuration.add_param(name="mostly", param_type=RendererValueType.NUMBER)
         params = renderer_configuration.params
-        message = cls._message(params.dataset.value if params.dataset else "",
-                               params.rule_id.value if params.rule_id else "")
-        renderer_configuration.add_param(name="message", param_type=RendererValueType.STRING,
-                                         value=message)
+        message = cls._message(
+            params.dataset.value if params.dataset else "",
+            params.rule_id.value if params.rule_id else "",
+        )
+        renderer_configuration.add_param(
+            name="message", param_type=RendererValueType.STRING, value=message
+        )
         template = "Row rule $rule_id of $dataset must hold (broken: $message)"
         if params.mostly and params.mostly.value < 1.0:
             renderer_configuration = cls._add_mostly_pct_param(
-                renderer_configuration=renderer_configuration)
+                renderer_configuration=renderer_configuration
+            )
             template += ", at least $mostly_pct % of the time."
         else:
             template += "."

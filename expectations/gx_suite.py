@@ -74,15 +74,26 @@ def build_delivery_suite(contract: Contract, *, previous_rows: int | None) -> Ex
         gxe.ExpectColumnToExist(column=name) for name in contract.required_columns
     ]
     min_rows = min_snapshot_rows(contract, previous_rows)
-    expectations.append(gxe.ExpectTableRowCountToBeBetween(
-        min_value=min_rows if min_rows is not None else 0,
-        meta={"gate": "truncated_snapshot" if min_rows is not None else "record_only",
-              "previous_rows": previous_rows},
-    ))
-    expectations.append(gxe.ExpectColumnValuesToBeInSet(
-        column=DEFECTS_COLUMN, value_set=[0], mostly=row_mostly(contract),
-        meta={"gate": "quarantine_share", "quarantine_threshold": contract.quarantine_threshold},
-    ))
+    expectations.append(
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=min_rows if min_rows is not None else 0,
+            meta={
+                "gate": "truncated_snapshot" if min_rows is not None else "record_only",
+                "previous_rows": previous_rows,
+            },
+        )
+    )
+    expectations.append(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=DEFECTS_COLUMN,
+            value_set=[0],
+            mostly=row_mostly(contract),
+            meta={
+                "gate": "quarantine_share",
+                "quarantine_threshold": contract.quarantine_threshold,
+            },
+        )
+    )
     return ExpectationSuite(
         name=delivery_suite_name(contract.dataset),
         expectations=expectations,
@@ -102,8 +113,9 @@ def _enum_multi_pattern(column: Column) -> str:
     return f"^(?:{one})(?:、(?:{one}))*$"
 
 
-def _column_expectations(column: Column, *, required: bool, mostly: float,
-                         exchange_date: date) -> list[Expectation]:
+def _column_expectations(
+    column: Column, *, required: bool, mostly: float, exchange_date: date
+) -> list[Expectation]:
     personal = column.pii is not None
     found: list[Expectation] = []
     if required:
@@ -111,25 +123,34 @@ def _column_expectations(column: Column, *, required: bool, mostly: float,
     if column.type == "enum":
         in_set = ExpectPersonalValuesToBeInSet if personal else gxe.ExpectColumnValuesToBeInSet
         found.append(in_set(column=column.name, value_set=list(column.values), mostly=mostly))
-    regex_type = (ExpectPersonalValuesToMatchRegex if personal
-                  else gxe.ExpectColumnValuesToMatchRegex)
+    regex_type = (
+        ExpectPersonalValuesToMatchRegex if personal else gxe.ExpectColumnValuesToMatchRegex
+    )
     if column.type == "enum_multi":
-        found.append(regex_type(column=column.name, regex=_enum_multi_pattern(column),
-                                mostly=mostly))
+        found.append(
+            regex_type(column=column.name, regex=_enum_multi_pattern(column), mostly=mostly)
+        )
     if column.pattern:
-        found.append(regex_type(column=column.name, regex=_full_pattern(column.pattern),
-                                mostly=mostly))
+        found.append(
+            regex_type(column=column.name, regex=_full_pattern(column.pattern), mostly=mostly)
+        )
     if column.min is not None or column.max is not None:
-        between = (ExpectPersonalValuesToBeBetween if personal
-                   else gxe.ExpectColumnValuesToBeBetween)
-        found.append(between(column=column.name, min_value=column.min, max_value=column.max,
-                             mostly=mostly))
+        between = ExpectPersonalValuesToBeBetween if personal else gxe.ExpectColumnValuesToBeBetween
+        found.append(
+            between(column=column.name, min_value=column.min, max_value=column.max, mostly=mostly)
+        )
     if column.type == "id18":
-        found.append(ExpectColumnValuesToBeValidId18(
-            column=column.name, exchange_date=exchange_date.isoformat(), mostly=mostly))
+        found.append(
+            ExpectColumnValuesToBeValidId18(
+                column=column.name, exchange_date=exchange_date.isoformat(), mostly=mostly
+            )
+        )
     if column.type == "credit_code":
-        found.append(ExpectColumnValuesToBeValidCreditCode(
-            column=column.name, hide_values=personal, mostly=mostly))
+        found.append(
+            ExpectColumnValuesToBeValidCreditCode(
+                column=column.name, hide_values=personal, mostly=mostly
+            )
+        )
     return found
 
 
@@ -139,14 +160,20 @@ def build_contract_suite(contract: Contract, *, exchange_date: date) -> Expectat
     required = set(contract.required_columns)
     expectations: list[Expectation] = []
     for column in contract.columns:
-        expectations += _column_expectations(column, required=column.name in required,
-                                             mostly=mostly, exchange_date=exchange_date)
+        expectations += _column_expectations(
+            column, required=column.name in required, mostly=mostly, exchange_date=exchange_date
+        )
     for rule in contract.row_rules:
-        expectations.append(ExpectRowRuleToHold(
-            column_list=row_rule_columns(rule), dataset=contract.dataset, rule_id=rule.id,
-            exchange_date=exchange_date.isoformat(), mostly=mostly,
-            meta={"message": rule.message},
-        ))
+        expectations.append(
+            ExpectRowRuleToHold(
+                column_list=row_rule_columns(rule),
+                dataset=contract.dataset,
+                rule_id=rule.id,
+                exchange_date=exchange_date.isoformat(),
+                mostly=mostly,
+                meta={"message": rule.message},
+            )
+        )
     return ExpectationSuite(
         name=contract_suite_name(contract.dataset),
         expectations=expectations,

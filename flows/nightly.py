@@ -73,30 +73,44 @@ class RunConfig(BaseModel):
     pg_role_prefix: str = "ds_"
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, datasets: list[str] | None = None,
-                      force: list[str] | None = None) -> RunConfig:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        datasets: list[str] | None = None,
+        force: list[str] | None = None,
+    ) -> RunConfig:
         return cls(
-            landing=str(settings.landing), warehouse_url=SecretStr(str(settings.warehouse_url)),
-            lake=str(settings.lake), publish_dir=str(settings.publish_dir),
+            landing=str(settings.landing),
+            warehouse_url=SecretStr(str(settings.warehouse_url)),
+            lake=str(settings.lake),
+            publish_dir=str(settings.publish_dir),
             gx_root=str(settings.home / "gx"),
             secret=SecretStr(settings.person_key_secret().decode()),
-            gx_max_rows=settings.gx_max_rows, build_docs=settings.build_docs,
-            datasets=tuple(datasets or ()), force=tuple(force or ()),
+            gx_max_rows=settings.gx_max_rows,
+            build_docs=settings.build_docs,
+            datasets=tuple(datasets or ()),
+            force=tuple(force or ()),
             max_workers=settings.max_workers,
             sql_url=SecretStr(settings.landing_sql_url) if settings.landing_sql_url else None,
             sql_views=settings.landing_sql_views,
             notify_urls=tuple(SecretStr(u) for u in settings.notify_urls),
-            lock_wait_seconds=settings.lock_wait_seconds, province=settings.province,
+            lock_wait_seconds=settings.lock_wait_seconds,
+            province=settings.province,
             publish_keep_days=settings.publish_keep_days,
-            pg_schema_prefix=settings.pg_schema_prefix, pg_role_prefix=settings.pg_role_prefix,
+            pg_schema_prefix=settings.pg_schema_prefix,
+            pg_role_prefix=settings.pg_role_prefix,
         )
 
     def sql_target(self) -> SqlTarget:
         return SqlTarget(schema_prefix=self.pg_schema_prefix, role_prefix=self.pg_role_prefix)
 
     def open_landing(self):  # type: ignore[no-untyped-def]
-        return open_landing(self.landing, sql_views=self.sql_views,
-                            sql_url=self.sql_url.get_secret_value() if self.sql_url else None)
+        return open_landing(
+            self.landing,
+            sql_views=self.sql_views,
+            sql_url=self.sql_url.get_secret_value() if self.sql_url else None,
+        )
 
 
 def is_transient_io(_task: object, _run: object, state: object) -> bool:
@@ -110,33 +124,52 @@ def is_transient_io(_task: object, _run: object, state: object) -> bool:
     return False
 
 
-@task(name="discover_deliveries", retries=3, retry_delay_seconds=[2, 10, 30],
-      retry_condition_fn=is_transient_io, cache_policy=NO_CACHE)
+@task(
+    name="discover_deliveries",
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=is_transient_io,
+    cache_policy=NO_CACHE,
+)
 def discover_deliveries(config: RunConfig, exchange_date: date) -> list[DeliveryRef]:
     """List the deliveries in the landing area for one exchange date."""
     contracts = load_contracts()
     wanted = [c for name, c in contracts.items() if not config.datasets or name in config.datasets]
-    return sorted(config.open_landing().discover(exchange_date, wanted),
-                  key=lambda r: (r.dataset, r.file_name))
+    return sorted(
+        config.open_landing().discover(exchange_date, wanted),
+        key=lambda r: (r.dataset, r.file_name),
+    )
 
 
-@task(name="take_in_dataset", retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=is_transient_io, task_run_name="take_in {dataset}",
-      cache_policy=NO_CACHE)
-def take_in_dataset(config: RunConfig, dataset: str, refs: list[DeliveryRef]) -> list[IntakeSummary]:
+@task(
+    name="take_in_dataset",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=is_transient_io,
+    task_run_name="take_in {dataset}",
+    cache_policy=NO_CACHE,
+)
+def take_in_dataset(
+    config: RunConfig, dataset: str, refs: list[DeliveryRef]
+) -> list[IntakeSummary]:
     """Fetch, read, validate, record and merge every delivery of one dataset for the date."""
     contract = load_contracts()[dataset]
     common = load_common()
     landing = config.open_landing()
     engine = connect(config.warehouse_url.get_secret_value())
     options = IntakeOptions(
-        lake_root=Path(config.lake), gx_root=Path(config.gx_root),
-        gx_max_rows=config.gx_max_rows, build_docs=config.build_docs,
-        force=dataset in config.force, secret=config.secret.get_secret_value().encode(),
+        lake_root=Path(config.lake),
+        gx_root=Path(config.gx_root),
+        gx_max_rows=config.gx_max_rows,
+        build_docs=config.build_docs,
+        force=dataset in config.force,
+        secret=config.secret.get_secret_value().encode(),
     )
     try:
-        return [intake_delivery(ref, landing.fetch(ref), contract, common, engine, options)
-                for ref in refs]
+        return [
+            intake_delivery(ref, landing.fetch(ref), contract, common, engine, options)
+            for ref in refs
+        ]
     finally:
         engine.dispose()
 
@@ -152,8 +185,9 @@ def take_in_night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]
 
 
 @task(name="raise_alerts", cache_policy=NO_CACHE)
-def raise_alerts_task(config: RunConfig, exchange_date: date,
-                      rebuilt_from: date | None) -> AlertSummary:
+def raise_alerts_task(
+    config: RunConfig, exchange_date: date, rebuilt_from: date | None
+) -> AlertSummary:
     """Compare the departments' data as of the date and update the alerts (rules.md).
 
     Re-running a past date, or a delivery that rewrote history from an earlier date, re-derives
@@ -181,8 +215,7 @@ def check_freshness_task(config: RunConfig, exchange_date: date) -> pd.DataFrame
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         with engine.begin() as conn:
-            return check_freshness(conn, exchange_date, datetime.now(UTC),
-                                   datasets=config.datasets)
+            return check_freshness(conn, exchange_date, datetime.now(UTC), datasets=config.datasets)
     finally:
         engine.dispose()
 
@@ -203,9 +236,15 @@ def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
     """Publish the shared dataset to every consumer (files, and PostgreSQL schemas)."""
     engine = connect(config.warehouse_url.get_secret_value())
     try:
-        return publish(engine, Path(config.publish_dir), as_of=as_of, actor=actor,
-                       secret=config.secret.get_secret_value().encode(),
-                       keep_days=config.publish_keep_days, sql=config.sql_target())
+        return publish(
+            engine,
+            Path(config.publish_dir),
+            as_of=as_of,
+            actor=actor,
+            secret=config.secret.get_secret_value().encode(),
+            keep_days=config.publish_keep_days,
+            sql=config.sql_target(),
+        )
     finally:
         engine.dispose()
 
@@ -238,8 +277,9 @@ class NightResult:
 
 
 @flow(name="nightly", log_prints=False)
-def nightly(exchange_date: date, datasets: list[str] | None = None,
-            force: list[str] | None = None) -> NightResult:
+def nightly(
+    exchange_date: date, datasets: list[str] | None = None, force: list[str] | None = None
+) -> NightResult:
     """Take in every department's deliveries for one exchange date, merge, alert and publish."""
     config = RunConfig.from_settings(Settings(), datasets=datasets, force=force)
     return night(exchange_date, config)
@@ -254,8 +294,9 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
     logger = get_run_logger()
     engine = connect(config.warehouse_url.get_secret_value())
     try:
-        with writer_lock(engine, owner=f"{kind} {exchange_date}",
-                         wait_seconds=config.lock_wait_seconds):
+        with writer_lock(
+            engine, owner=f"{kind} {exchange_date}", wait_seconds=config.lock_wait_seconds
+        ):
             upgrade(engine)
             summaries = take_in_night(exchange_date, config)
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
@@ -272,35 +313,62 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
         engine.dispose()
 
     states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
-    logger.info("%s: %d deliveries (%s); %d open alerts; publication %s", exchange_date,
-                len(summaries), ", ".join(f"{k} {v}" for k, v in _count(summaries).items()),
-                alerts.open, publication.publication_id)
+    logger.info(
+        "%s: %d deliveries (%s); %d open alerts; publication %s",
+        exchange_date,
+        len(summaries),
+        ", ".join(f"{k} {v}" for k, v in _count(summaries).items()),
+        alerts.open,
+        publication.publication_id,
+    )
     _artifacts(exchange_date, summaries, alerts, fresh, config)
-    notify_night([u.get_secret_value() for u in config.notify_urls], exchange_date, summaries,
-                 fresh)
-    return NightResult(exchange_date, summaries, alerts, {str(k): int(v) for k, v in
-                                                          states.items()},
-                       publication.publication_id, reports)
+    notify_night(
+        [u.get_secret_value() for u in config.notify_urls], exchange_date, summaries, fresh
+    )
+    return NightResult(
+        exchange_date,
+        summaries,
+        alerts,
+        {str(k): int(v) for k, v in states.items()},
+        publication.publication_id,
+        reports,
+    )
 
 
-def _artifacts(exchange_date: date, summaries: list[IntakeSummary], alerts: AlertSummary,
-               fresh: pd.DataFrame, config: RunConfig) -> None:
+def _artifacts(
+    exchange_date: date,
+    summaries: list[IntakeSummary],
+    alerts: AlertSummary,
+    fresh: pd.DataFrame,
+    config: RunConfig,
+) -> None:
     """Prefect artifacts of the night: counts, statuses and links; never personal data."""
     day = f"{exchange_date:%Y%m%d}"
     create_table_artifact(
         key=f"deliveries-{day}",
-        table=[{
-            "部门": s.dept, "数据集": s.dataset, "文件": s.source_file, "状态": s.status,
-            "行数": s.rows_in, "入库": s.rows_loaded, "问题": s.rows_rejected,
-            "重复": s.duplicates, "原因": s.reason or "",
-        } for s in summaries],
+        table=[
+            {
+                "部门": s.dept,
+                "数据集": s.dataset,
+                "文件": s.source_file,
+                "状态": s.status,
+                "行数": s.rows_in,
+                "入库": s.rows_loaded,
+                "问题": s.rows_rejected,
+                "重复": s.duplicates,
+                "原因": s.reason or "",
+            }
+            for s in summaries
+        ],
         description=f"交换台账 {exchange_date}（不含个人信息）",
     )
     create_table_artifact(
         key=f"alerts-{day}",
         table=[{"规则": rule, "未结预警": n} for rule, n in sorted(alerts.by_rule.items())],
-        description=(f"预警 {exchange_date}：未结 {alerts.open}，新增 {alerts.new}，"
-                     f"重新打开 {alerts.reopened}，自动解除 {alerts.resolved}"),
+        description=(
+            f"预警 {exchange_date}：未结 {alerts.open}，新增 {alerts.new}，"
+            f"重新打开 {alerts.reopened}，自动解除 {alerts.resolved}"
+        ),
     )
     if len(fresh):
         create_table_artifact(
@@ -312,8 +380,10 @@ def _artifacts(exchange_date: date, summaries: list[IntakeSummary], alerts: Aler
     reports = Path(config.publish_dir) / "XC" / "reports"
     create_markdown_artifact(
         key=f"links-{day}",
-        markdown=(f"- Data Docs（已脱敏）: `{docs}`\n- 报告: `{reports}`\n"
-                  f"- 发布目录: `{config.publish_dir}`"),
+        markdown=(
+            f"- Data Docs（已脱敏）: `{docs}`\n- 报告: `{reports}`\n"
+            f"- 发布目录: `{config.publish_dir}`"
+        ),
         description="本夜的质量报告、周报月报与发布目录",
     )
 
@@ -325,27 +395,38 @@ def _count(summaries: list[IntakeSummary]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def run_nightly(exchange_date: date, settings: Settings, *, datasets: list[str] | None = None,
-                force: list[str] | None = None) -> NightResult:
+def run_nightly(
+    exchange_date: date,
+    settings: Settings,
+    *,
+    datasets: list[str] | None = None,
+    force: list[str] | None = None,
+) -> NightResult:
     """Run the nightly flow in this process with the configured task runner."""
     from flows.runners import task_runner
 
     connect(str(settings.warehouse_url)).dispose()  # unreachable: fail before Prefect starts
     return nightly.with_options(task_runner=task_runner(settings))(
-        exchange_date=exchange_date, datasets=datasets, force=force)
+        exchange_date=exchange_date, datasets=datasets, force=force
+    )
 
 
 def publish_all(settings: Settings, as_of: date) -> Publication:
     """Re-publish without re-ingesting (`datashare publish`), under the writer lock."""
     engine = connect(str(settings.warehouse_url))
     try:
-        with writer_lock(engine, owner=f"publish {as_of}",
-                         wait_seconds=settings.lock_wait_seconds):
+        with writer_lock(engine, owner=f"publish {as_of}", wait_seconds=settings.lock_wait_seconds):
             upgrade(engine)
-            return publish(engine, Path(str(settings.publish_dir)), as_of=as_of,
-                           secret=settings.person_key_secret(), actor="publish",
-                           keep_days=settings.publish_keep_days,
-                           sql=SqlTarget(schema_prefix=settings.pg_schema_prefix,
-                                         role_prefix=settings.pg_role_prefix))
+            return publish(
+                engine,
+                Path(str(settings.publish_dir)),
+                as_of=as_of,
+                secret=settings.person_key_secret(),
+                actor="publish",
+                keep_days=settings.publish_keep_days,
+                sql=SqlTarget(
+                    schema_prefix=settings.pg_schema_prefix, role_prefix=settings.pg_role_prefix
+                ),
+            )
     finally:
         engine.dispose()

@@ -13,8 +13,9 @@ import pyarrow as pa
 _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 _ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 _CC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_CC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28],
-                       dtype=np.int64)
+_CC_WEIGHTS = np.array(
+    [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int64
+)
 _CC_LOOKUP = np.full(256, -1, dtype=np.int64)
 for _i, _ch in enumerate(_CC_CHARS):
     _CC_LOOKUP[ord(_ch)] = _i
@@ -26,9 +27,13 @@ def text_array(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.LargeString
     if isinstance(values, pd.Series):
         values = pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
     if isinstance(values, pa.ChunkedArray):
-        values = (values.chunk(0) if values.num_chunks == 1 else
-                  values.combine_chunks() if values.num_chunks else
-                  pa.array([], pa.large_string()))
+        values = (
+            values.chunk(0)
+            if values.num_chunks == 1
+            else values.combine_chunks()
+            if values.num_chunks
+            else pa.array([], pa.large_string())
+        )
     if values.type != pa.large_string():
         values = values.cast(pa.large_string())
     return values
@@ -37,14 +42,18 @@ def text_array(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.LargeString
 def offsets_and_bytes(arr: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, n + 1 of them, into the data bytes; the data bytes) of a large_string array."""
     _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
-            else np.zeros(0, dtype=np.uint8))
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8)
+        if data_buf is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
     return offsets, data
 
 
-def fixed_width(arr: pa.LargeStringArray, width: int,
-                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fixed_width(
+    arr: pa.LargeStringArray, width: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(k × width uint8 matrix, row positions) of the non-null values that are exactly
     `width` bytes long (among `rows`, a boolean mask, if given), in row order."""
     offsets, _ = offsets_and_bytes(arr)
@@ -60,7 +69,7 @@ def fixed_width(arr: pa.LargeStringArray, width: int,
     offsets, data = offsets_and_bytes(picked)
     # Every picked value is `width` bytes: the data between the first and last offset is the
     # matrix, row after row.
-    block = data[offsets[0]: offsets[-1]]
+    block = data[offsets[0] : offsets[-1]]
     return block.reshape(len(positions), width), positions
 
 

@@ -265,21 +265,30 @@ def _raised(info: Mapping[str, Any] | None) -> bool:
 
 
 def _run_suite(
-    project: _Project, suite: Any, batch_definition: Any, frame: pd.DataFrame,
-    run_id: RunIdentifier, build_docs: bool,
+    project: _Project,
+    suite: Any,
+    batch_definition: Any,
+    frame: pd.DataFrame,
+    run_id: RunIdentifier,
+    build_docs: bool,
 ) -> ExpectationSuiteValidationResult:
     """Store the suite, then validate `frame` with it through a ValidationDefinition and a
     Checkpoint (which builds its Data Docs pages when `build_docs`)."""
     definition = gx.ValidationDefinition(name=suite.name, data=batch_definition, suite=suite)
     actions: list[ValidationAction] = (
         [UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])]
-        if build_docs else []
+        if build_docs
+        else []
     )
     # add_or_update cascades: checkpoint -> validation definition -> suite, one write each.
-    checkpoint = project.context.checkpoints.add_or_update(gx.Checkpoint(
-        name=suite.name, validation_definitions=[definition],
-        actions=actions, result_format=RESULT_FORMAT,
-    ))
+    checkpoint = project.context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite.name,
+            validation_definitions=[definition],
+            actions=actions,
+            result_format=RESULT_FORMAT,
+        )
+    )
     try:
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     finally:
@@ -359,8 +368,10 @@ def validate_delivery_gx(
     is never accepted without a verdict.
     """
     if DEFECTS_COLUMN not in frame.columns:
-        raise ValueError(f"{contract.dataset}: the frame has no {DEFECTS_COLUMN} column; "
-                         "pass the engine's typed frame")
+        raise ValueError(
+            f"{contract.dataset}: the frame has no {DEFECTS_COLUMN} column; "
+            "pass the engine's typed frame"
+        )
     delivery_suite, contract_suite = build_suites(
         contract, exchange_date=exchange_date, previous_rows=previous_rows
     )
@@ -382,11 +393,11 @@ def validate_delivery_gx(
         batch_definition = _batch_definition(project, contract.dataset)
         run_id = RunIdentifier(run_name=run_label, run_time=run_time)
         started = time.perf_counter()
-        delivery = _run_suite(project, delivery_suite, batch_definition, gate, run_id,
-                              build_docs)
+        delivery = _run_suite(project, delivery_suite, batch_definition, gate, run_id, build_docs)
         middle = time.perf_counter()
-        checked = _run_suite(project, contract_suite, batch_definition, contract_frame, run_id,
-                             build_docs)
+        checked = _run_suite(
+            project, contract_suite, batch_definition, contract_frame, run_id, build_docs
+        )
         ended = time.perf_counter()
         docs_index = _docs_index(project) if build_docs else None
 

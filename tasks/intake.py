@@ -47,7 +47,10 @@ from warehouse.lake import lake_path, write_bytes_atomic, write_parquet_atomic
 log = logging.getLogger(__name__)
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
-    "date": pa.date32(), "int": pa.int64(), "decimal": pa.float64(), "bool": pa.bool_(),
+    "date": pa.date32(),
+    "int": pa.int64(),
+    "decimal": pa.float64(),
+    "bool": pa.bool_(),
 }
 
 
@@ -85,14 +88,16 @@ def arrow_schema(contract: Contract) -> pa.Schema:
     """The Parquet schema of a dataset's accepted rows, with lineage columns."""
     fields = [pa.field(c.name, _ARROW_TYPES.get(c.type, pa.string())) for c in contract.columns]
     fields += [
-        pa.field("delivery_id", pa.string()), pa.field("source_file", pa.string()),
+        pa.field("delivery_id", pa.string()),
+        pa.field("source_file", pa.string()),
         pa.field("source_row", pa.int64()),
     ]
     return pa.schema(fields)
 
 
-def to_arrow_table(accepted: pd.DataFrame, contract: Contract, delivery_id: str,
-                   source_file: str) -> pa.Table:
+def to_arrow_table(
+    accepted: pd.DataFrame, contract: Contract, delivery_id: str, source_file: str
+) -> pa.Table:
     """The accepted rows as Arrow, in the lake schema, column by column (no copy of the frame;
     dates cast in Arrow, never through Python date objects)."""
     schema = arrow_schema(contract)
@@ -115,39 +120,74 @@ def to_arrow_table(accepted: pd.DataFrame, contract: Contract, delivery_id: str,
 
 
 def _failure_rejects(rule: str, message: str, column: str | None = None) -> pd.DataFrame:
-    return pd.DataFrame([{"source_row": None, "column": column, "rule": rule,
-                          "value_masked": None, "message": message}], columns=REJECT_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "source_row": None,
+                "column": column,
+                "rule": rule,
+                "value_masked": None,
+                "message": message,
+            }
+        ],
+        columns=REJECT_COLUMNS,
+    )
 
 
-def _gate(contract: Contract, validated: Validated, previous_rows: int | None,
-          force: bool) -> tuple[str, str] | None:
+def _gate(
+    contract: Contract, validated: Validated, previous_rows: int | None, force: bool
+) -> tuple[str, str] | None:
     """The first delivery-level gate that fails, as (rule, Chinese reason)."""
     share = validated.quarantine_share
     if share > contract.quarantine_threshold:
-        return ("quarantine_share",
-                f"问题数据占比 {share:.1%}，超过 {contract.quarantine_threshold:.0%}，整批退回")
-    if (contract.mode == "snapshot" and previous_rows and contract.min_snapshot_ratio
-            and not force):
+        return (
+            "quarantine_share",
+            f"问题数据占比 {share:.1%}，超过 {contract.quarantine_threshold:.0%}，整批退回",
+        )
+    if contract.mode == "snapshot" and previous_rows and contract.min_snapshot_ratio and not force:
         distinct = validated.rows_in - validated.duplicates
         if distinct < previous_rows * contract.min_snapshot_ratio:
-            return ("truncated_snapshot",
-                    f"本次 {distinct} 行，不足上次已接收的 {previous_rows} 行的"
-                    f"{contract.min_snapshot_ratio:.0%}，疑似导出不完整，整批退回")
+            return (
+                "truncated_snapshot",
+                f"本次 {distinct} 行，不足上次已接收的 {previous_rows} 行的"
+                f"{contract.min_snapshot_ratio:.0%}，疑似导出不完整，整批退回",
+            )
     return None
 
 
 def intake_delivery(
-    ref: DeliveryRef, content: bytes, contract: Contract, common: Common, engine: Engine,
+    ref: DeliveryRef,
+    content: bytes,
+    contract: Contract,
+    common: Common,
+    engine: Engine,
     options: IntakeOptions,
 ) -> IntakeSummary:
     """Take in one delivery and record its outcome; see the module docstring."""
     sha = hashlib.sha256(content).hexdigest()
     did = ledger.delivery_id(contract.dataset, ref.exchange_date, sha)
 
-    def summary(status: str, rows_in: int = 0, loaded: int = 0, rejected: int = 0,
-                dups: int = 0, reason: str | None = None) -> IntakeSummary:
-        return IntakeSummary(did, contract.dept, contract.dataset, ref.exchange_date,
-                             ref.file_name, status, rows_in, loaded, rejected, dups, reason)
+    def summary(
+        status: str,
+        rows_in: int = 0,
+        loaded: int = 0,
+        rejected: int = 0,
+        dups: int = 0,
+        reason: str | None = None,
+    ) -> IntakeSummary:
+        return IntakeSummary(
+            did,
+            contract.dept,
+            contract.dataset,
+            ref.exchange_date,
+            ref.file_name,
+            status,
+            rows_in,
+            loaded,
+            rejected,
+            dups,
+            reason,
+        )
 
     status = ledger.known(engine, contract.dataset, ref.exchange_date, sha)
     # An operator forcing a delivery that failed (e.g. a truncated snapshot) re-runs it: its
@@ -158,17 +198,22 @@ def intake_delivery(
 
     raw_rel = lake_path("raw", contract.dataset, ref.exchange_date, f"{did}__{ref.file_name}")
     base = dict(
-        delivery_id=did, dept=contract.dept, dataset=contract.dataset,
-        exchange_date=ref.exchange_date, source_file=ref.file_name, location=ref.location,
-        sha256=sha, received_at=datetime.now(UTC), raw_path=raw_rel,
+        delivery_id=did,
+        dept=contract.dept,
+        dataset=contract.dataset,
+        exchange_date=ref.exchange_date,
+        source_file=ref.file_name,
+        location=ref.location,
+        sha256=sha,
+        received_at=datetime.now(UTC),
+        raw_path=raw_rel,
     )
     write_bytes_atomic(options.lake_root, raw_rel, content)
 
     try:
         raw = read_delivery(content, ref.file_name, contract, common)
     except DeliveryError as exc:
-        return _record_failure(engine, base, exc, rows_in=0, dups=0, rejects=None,
-                               replace=retry)
+        return _record_failure(engine, base, exc, rows_in=0, dups=0, rejects=None, replace=retry)
 
     extra = json.dumps(list(raw.extra_columns), ensure_ascii=False) if raw.extra_columns else None
     base |= dict(file_format=raw.fmt, encoding=raw.encoding, extra_columns=extra)
@@ -176,24 +221,43 @@ def intake_delivery(
     missing = [c for c in raw.missing_columns if c in contract.required_columns]
     if missing:
         headers = "、".join(f"{contract.column(c).header}（{c}）" for c in missing)
-        err = LayoutError(f"缺少必需列：{headers}", dept=contract.dept, dataset=contract.dataset,
-                          source_file=ref.file_name, column=missing[0], rule="missing_column")
-        return _record_failure(engine, base, err, rows_in=rows_in, dups=0, rejects=None,
-                               replace=retry)
+        err = LayoutError(
+            f"缺少必需列：{headers}",
+            dept=contract.dept,
+            dataset=contract.dataset,
+            source_file=ref.file_name,
+            column=missing[0],
+            rule="missing_column",
+        )
+        return _record_failure(
+            engine, base, err, rows_in=rows_in, dups=0, rejects=None, replace=retry
+        )
 
-    if contract.mode == "events" and (
-            earlier := ledger.loaded_elsewhere(engine, contract.dataset, sha)) is not None:
-        rec = ledger.DeliveryRecord(**base, status="duplicate", rows_in=rows_in, rows_loaded=0,
-                                    rows_rejected=0, duplicates=rows_in,
-                                    reason=f"与已接收的交付 {earlier} 内容完全相同")
+    if (
+        contract.mode == "events"
+        and (earlier := ledger.loaded_elsewhere(engine, contract.dataset, sha)) is not None
+    ):
+        rec = ledger.DeliveryRecord(
+            **base,
+            status="duplicate",
+            rows_in=rows_in,
+            rows_loaded=0,
+            rows_rejected=0,
+            duplicates=rows_in,
+            reason=f"与已接收的交付 {earlier} 内容完全相同",
+        )
         with ledger.writing(engine) as conn:
             ledger.record(conn, rec, pd.DataFrame(columns=REJECT_COLUMNS), replace=retry)
         return summary("duplicate", rows_in, 0, 0, rows_in, rec.reason)
 
-    validated = validate_rows(raw.frame, contract, common, exchange_date=ref.exchange_date,
-                              excel=raw.fmt == "xlsx")
-    previous = (ledger.previous_snapshot_rows(engine, contract.dataset, ref.exchange_date)
-                if contract.mode == "snapshot" else None)
+    validated = validate_rows(
+        raw.frame, contract, common, exchange_date=ref.exchange_date, excel=raw.fmt == "xlsx"
+    )
+    previous = (
+        ledger.previous_snapshot_rows(engine, contract.dataset, ref.exchange_date)
+        if contract.mode == "snapshot"
+        else None
+    )
     # GX sees the rows the engine counts (duplicates collapsed) and the columns the file had;
     # it is handed the typed frame and those rows' positions, and copies only what it reads.
     gx_frame = validated.typed.drop(columns=list(raw.missing_columns))
@@ -201,12 +265,18 @@ def intake_delivery(
     # building it has no side effect, and it is used, or its error raised, only once the
     # gates have passed, as before).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-arrow") as pool:
-        building = pool.submit(lambda: to_arrow_table(validated.accepted, contract, did,
-                                                      ref.file_name))
+        building = pool.submit(
+            lambda: to_arrow_table(validated.accepted, contract, did, ref.file_name)
+        )
         verdict = validate_delivery_gx(
-            gx_frame, contract, rows=validated.distinct_rows, exchange_date=ref.exchange_date,
+            gx_frame,
+            contract,
+            rows=validated.distinct_rows,
+            exchange_date=ref.exchange_date,
             previous_rows=None if options.force else previous,
-            context_root=options.gx_root, run_label=did, max_rows=options.gx_max_rows,
+            context_root=options.gx_root,
+            run_label=did,
+            max_rows=options.gx_max_rows,
             build_docs=options.build_docs,
         )
     base |= dict(gx_success=verdict.success)
@@ -215,39 +285,74 @@ def intake_delivery(
         gate = ("gx_failed", "数据质量校验未通过：" + "；".join(verdict.failed_expectations))
     if gate is not None:
         rule, reason = gate
-        err = GateFailed(reason, dept=contract.dept, dataset=contract.dataset,
-                         source_file=ref.file_name, rule=rule)
+        err = GateFailed(
+            reason,
+            dept=contract.dept,
+            dataset=contract.dataset,
+            source_file=ref.file_name,
+            rule=rule,
+        )
         rejected = validated.rows_in - validated.duplicates
-        return _record_failure(engine, base, err, rows_in=validated.rows_in,
-                               dups=validated.duplicates, rejects=validated.rejects,
-                               rejected=rejected, replace=retry)
+        return _record_failure(
+            engine,
+            base,
+            err,
+            rows_in=validated.rows_in,
+            dups=validated.duplicates,
+            rejects=validated.rejects,
+            rejected=rejected,
+            replace=retry,
+        )
 
     accepted_rel = lake_path("accepted", contract.dataset, ref.exchange_date, f"{did}.parquet")
     table = building.result()
     write_parquet_atomic(options.lake_root, accepted_rel, table)
     rec = ledger.DeliveryRecord(
-        **base, status="loaded", rows_in=validated.rows_in, rows_loaded=validated.rows_loaded,
-        rows_rejected=validated.rows_quarantined, duplicates=validated.duplicates,
+        **base,
+        status="loaded",
+        rows_in=validated.rows_in,
+        rows_loaded=validated.rows_loaded,
+        rows_rejected=validated.rows_quarantined,
+        duplicates=validated.duplicates,
         lake_path=accepted_rel,
     )
     rebuilt_from = None
     with ledger.writing(engine) as conn:
         ledger.record(conn, rec, validated.rejects, replace=retry)
         try:
-            merge_delivery(conn, contract, table, delivery_id=did,
-                           exchange_date=ref.exchange_date, secret=options.secret)
+            merge_delivery(
+                conn,
+                contract,
+                table,
+                delivery_id=did,
+                exchange_date=ref.exchange_date,
+                secret=options.secret,
+            )
         except MergeOrderError:
             # A re-delivery (or a late delivery) for a past date: replay from that date on.
-            rebuild_from(conn, contract, ref.exchange_date, lake_root=options.lake_root,
-                         secret=options.secret)
+            rebuild_from(
+                conn,
+                contract,
+                ref.exchange_date,
+                lake_root=options.lake_root,
+                secret=options.secret,
+            )
             rebuilt_from = ref.exchange_date
     done = summary("loaded", rec.rows_in, rec.rows_loaded, rec.rows_rejected, rec.duplicates)
     return dataclasses.replace(done, rebuilt_from=rebuilt_from)
 
 
-def _record_failure(engine: Engine, base: dict[str, object], err: DeliveryError, *,
-                    rows_in: int, dups: int, rejects: pd.DataFrame | None,
-                    rejected: int | None = None, replace: bool = False) -> IntakeSummary:
+def _record_failure(
+    engine: Engine,
+    base: dict[str, object],
+    err: DeliveryError,
+    *,
+    rows_in: int,
+    dups: int,
+    rejects: pd.DataFrame | None,
+    rejected: int | None = None,
+    replace: bool = False,
+) -> IntakeSummary:
     """Record a failed delivery: nothing loaded, every distinct row counted as rejected."""
     rejected = rows_in - dups if rejected is None else rejected
     check_conservation(rows_in, 0, rejected, dups)
@@ -256,10 +361,28 @@ def _record_failure(engine: Engine, base: dict[str, object], err: DeliveryError,
     rows = _failure_rejects(rule, err.reason, err.column)
     if rejects is not None and len(rejects):
         rows = pd.concat([rows, rejects], ignore_index=True)
-    rec = ledger.DeliveryRecord(**base, status="failed", rows_in=rows_in, rows_loaded=0,  # type: ignore[arg-type]
-                                rows_rejected=rejected, duplicates=dups, reason=reason)
+    rec = ledger.DeliveryRecord(
+        **base,
+        status="failed",
+        rows_in=rows_in,
+        rows_loaded=0,  # type: ignore[arg-type]
+        rows_rejected=rejected,
+        duplicates=dups,
+        reason=reason,
+    )
     with ledger.writing(engine) as conn:
         ledger.record(conn, rec, rows, replace=replace)
     log.info("delivery %s failed: %s", rec.delivery_id, reason)  # the ledger is the report
-    return IntakeSummary(rec.delivery_id, rec.dept, rec.dataset, rec.exchange_date,
-                         rec.source_file, "failed", rows_in, 0, rejected, dups, reason)
+    return IntakeSummary(
+        rec.delivery_id,
+        rec.dept,
+        rec.dataset,
+        rec.exchange_date,
+        rec.source_file,
+        "failed",
+        rows_in,
+        0,
+        rejected,
+        dups,
+        reason,
+    )

@@ -25,7 +25,12 @@ from typing import Protocol
 from expectations.contract import Contract
 
 __all__ = [
-    "EXTENSIONS", "DeliveryRef", "FsspecLanding", "HttpLanding", "Landing", "SqlViewLanding",
+    "EXTENSIONS",
+    "DeliveryRef",
+    "FsspecLanding",
+    "HttpLanding",
+    "Landing",
+    "SqlViewLanding",
     "open_landing",
 ]
 
@@ -44,18 +49,17 @@ class DeliveryRef:
 
 
 class Landing(Protocol):
-    def discover(self, exchange_date: date, contracts: Iterable[Contract]) -> list[DeliveryRef]:
-        ...
+    def discover(self, exchange_date: date, contracts: Iterable[Contract]) -> list[DeliveryRef]: ...
 
-    def fetch(self, ref: DeliveryRef) -> bytes:
-        ...
+    def fetch(self, ref: DeliveryRef) -> bytes: ...
 
 
 def file_name_pattern(contract: Contract, exchange_date: date) -> re.Pattern[str]:
     """`<DATASET>_<YYYYMMDD>.<ext>`, extension case-insensitive."""
     exts = "|".join(EXTENSIONS)
-    return re.compile(rf"^{re.escape(contract.dataset)}_{exchange_date:%Y%m%d}\.({exts})$",
-                      re.IGNORECASE)
+    return re.compile(
+        rf"^{re.escape(contract.dataset)}_{exchange_date:%Y%m%d}\.({exts})$", re.IGNORECASE
+    )
 
 
 def _redact(url: str) -> str:
@@ -80,13 +84,22 @@ class FsspecLanding:
                 continue
             pattern = file_name_pattern(contract, exchange_date)
             # Only files: a folder that happens to carry a delivery's name is not a delivery.
-            names = sorted(entry["name"].rstrip("/").rsplit("/", 1)[-1]
-                           for entry in self.fs.ls(folder, detail=True)
-                           if entry.get("type") == "file")
+            names = sorted(
+                entry["name"].rstrip("/").rsplit("/", 1)[-1]
+                for entry in self.fs.ls(folder, detail=True)
+                if entry.get("type") == "file"
+            )
             for name in names:
                 if pattern.match(name):
-                    refs.append(DeliveryRef(contract.dept, contract.dataset, exchange_date, name,
-                                            _redact(f"{self.url}/{contract.dept}/{name}")))
+                    refs.append(
+                        DeliveryRef(
+                            contract.dept,
+                            contract.dataset,
+                            exchange_date,
+                            name,
+                            _redact(f"{self.url}/{contract.dept}/{name}"),
+                        )
+                    )
         return refs
 
     def fetch(self, ref: DeliveryRef) -> bytes:
@@ -125,8 +138,11 @@ class HttpLanding:
                     if response.status_code in (404, 410):
                         continue
                     response.raise_for_status()
-                    refs.append(DeliveryRef(contract.dept, contract.dataset, exchange_date,
-                                            name, _redact(url)))
+                    refs.append(
+                        DeliveryRef(
+                            contract.dept, contract.dataset, exchange_date, name, _redact(url)
+                        )
+                    )
         return refs
 
     def fetch(self, ref: DeliveryRef) -> bytes:
@@ -176,12 +192,19 @@ class SqlViewLanding:
                 for c in wanted:
                     # A server-side cursor where the driver has one: only the first row travels.
                     result = conn.execution_options(stream_results=True).execute(
-                        text(self.views[c.dataset]), {"exchange_date": exchange_date})
+                        text(self.views[c.dataset]), {"exchange_date": exchange_date}
+                    )
                     if result.first() is None:
                         continue
-                    refs.append(DeliveryRef(c.dept, c.dataset, exchange_date,
-                                            f"{c.dataset}_{exchange_date:%Y%m%d}.json",
-                                            f"{where}#{c.dataset}"))
+                    refs.append(
+                        DeliveryRef(
+                            c.dept,
+                            c.dataset,
+                            exchange_date,
+                            f"{c.dataset}_{exchange_date:%Y%m%d}.json",
+                            f"{where}#{c.dataset}",
+                        )
+                    )
         finally:
             engine.dispose()
         return refs
@@ -195,8 +218,9 @@ class SqlViewLanding:
         engine = create_engine(_sqlalchemy_url(self.url))
         try:
             with engine.connect() as conn:
-                result = conn.execute(text(self.views[ref.dataset]),
-                                      {"exchange_date": ref.exchange_date})
+                result = conn.execute(
+                    text(self.views[ref.dataset]), {"exchange_date": ref.exchange_date}
+                )
                 names = list(result.keys())
                 rows = [tuple(r) for r in result]
         finally:
@@ -222,15 +246,17 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def open_landing(url: str, *, sql_url: str | None = None,
-                 sql_views: Mapping[str, str] | None = None) -> Landing:
+def open_landing(
+    url: str, *, sql_url: str | None = None, sql_views: Mapping[str, str] | None = None
+) -> Landing:
     """The connector for a landing URL (or a department database when views are configured)."""
     if sql_views:
         if not sql_url:
             from datashare.errors import ConfigurationError
 
             raise ConfigurationError(
-                "SQL views are configured but DATASHARE_LANDING_SQL_URL is not")
+                "SQL views are configured but DATASHARE_LANDING_SQL_URL is not"
+            )
         return SqlViewLanding(sql_url, sql_views)
     if url.startswith(("http://", "https://")):
         return HttpLanding(url)

@@ -68,8 +68,11 @@ def mask_series(values: pd.Series, pii: str | None) -> pd.Series:
     text = values.astype("string")
     n = text.str.len()
     if pii == "id":
-        masked = text.str.slice(0, 6) + n.sub(10).clip(lower=0).map(lambda k: "*" * k,
-                                                                    na_action="ignore").astype("string") + text.str.slice(-4)
+        masked = (
+            text.str.slice(0, 6)
+            + n.sub(10).clip(lower=0).map(lambda k: "*" * k, na_action="ignore").astype("string")
+            + text.str.slice(-4)
+        )
         return masked.where(n >= 15, HIDDEN).where(text.notna(), pd.NA)
     if pii == "name":
         return text.map(mask_name, na_action="ignore").astype("string")

@@ -99,7 +99,7 @@ def _needs_cleaning(arr: pa.LargeStringArray) -> np.ndarray:
     edge = (first <= 0x20) | (first == 0x27) | (first == 0x7F) | (last <= 0x20) | (last == 0x7F)
     # Any byte of a value: the non-empty values are consecutive segments of the data, each
     # running up to the start of the next one.
-    other = np.logical_or.reduceat(_OTHER_LEAD[data[starts[0]: offsets[-1]]], starts - starts[0])
+    other = np.logical_or.reduceat(_OTHER_LEAD[data[starts[0] : offsets[-1]]], starts - starts[0])
     needs[filled] = edge | other
     return needs
 
@@ -221,8 +221,9 @@ def _enum_parser(column: Column) -> Callable[[str], tuple[Any, str | None]]:
 
 
 # Defect codes of normalise_id18, by their index in a code array (0: no defect).
-_ID_DEFECTS = pa.array([None, "id_length", "id_excel_float", "id_checksum", "id_birth_date"],
-                       type=pa.large_string())
+_ID_DEFECTS = pa.array(
+    [None, "id_length", "id_excel_float", "id_checksum", "id_birth_date"], type=pa.large_string()
+)
 _DIGIT_LO, _DIGIT_HI, _X = 48, 57, 88
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
@@ -265,8 +266,11 @@ def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, 
     """
     text = pc.utf8_upper(text_array(cleaned))
     n = len(text)
-    present = (text.is_valid().to_numpy(zero_copy_only=False) if text.null_count
-               else np.ones(n, dtype=bool))
+    present = (
+        text.is_valid().to_numpy(zero_copy_only=False)
+        if text.null_count
+        else np.ones(n, dtype=bool)
+    )
 
     m18, p18 = fixed_width(text, 18)
     shape18 = _is_digit(m18[:, :17]).all(axis=1) & (_is_digit(m18[:, 17]) | (m18[:, 17] == _X))
@@ -280,8 +284,11 @@ def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, 
         parts.append(np.concatenate([first17, check], axis=1))
         positions.append(p15[old15])
     m20, p20 = fixed_width(text, 20)
-    cert20 = (_is_digit(m20[:, :17]).all(axis=1) & (_is_digit(m20[:, 17]) | (m20[:, 17] == _X))
-              & _is_digit(m20[:, 18:]).all(axis=1))
+    cert20 = (
+        _is_digit(m20[:, :17]).all(axis=1)
+        & (_is_digit(m20[:, 17]) | (m20[:, 17] == _X))
+        & _is_digit(m20[:, 18:]).all(axis=1)
+    )
     if cert20.any():
         parts.append(m20[cert20, :18])
         positions.append(p20[cert20])
@@ -313,11 +320,17 @@ def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, 
     valid = codes == 0
     valid &= shape_ok
     values = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(ids[good])),
-        pa.py_buffer(np.packbits(valid, bitorder="little")), n - int(valid.sum()))
+        n,
+        pa.py_buffer(offsets),
+        pa.py_buffer(np.ascontiguousarray(ids[good])),
+        pa.py_buffer(np.packbits(valid, bitorder="little")),
+        n - int(valid.sum()),
+    )
     defects = _ID_DEFECTS.take(pa.array(codes))
-    return (pd.Series(pd.array(values, dtype="string"), index=cleaned.index),
-            pd.Series(pd.array(defects, dtype="string"), index=cleaned.index))
+    return (
+        pd.Series(pd.array(values, dtype="string"), index=cleaned.index),
+        pd.Series(pd.array(defects, dtype="string"), index=cleaned.index),
+    )
 
 
 # Types parsed once per distinct value: their columns repeat a lot.
@@ -332,8 +345,9 @@ def _few_distinct(raw: pd.Series) -> bool:
     return len(head) > 0 and len(pc.unique(head)) <= _FEW_DISTINCT_SHARE * len(head)
 
 
-def _clean_by_distinct(raw: pd.Series,
-                       null_tokens: tuple[str, ...]) -> tuple[np.ndarray, pd.Series]:
+def _clean_by_distinct(
+    raw: pd.Series, null_tokens: tuple[str, ...]
+) -> tuple[np.ndarray, pd.Series]:
     """(codes, cleaned distinct values): `clean_text` run once per distinct delivered value.
 
     ``cleaned.take(codes)`` (-1: NA) is ``clean_text(raw)``: cleaning maps a value to the same
@@ -351,8 +365,11 @@ def _spread(cleaned_uniques: pd.Series, codes: np.ndarray, index: pd.Index) -> p
 
 
 def _parse_distinct(
-    codes: np.ndarray, cleaned_uniques: pd.Series,
-    parse: Callable[[str], tuple[Any, str | None]], dtype: str, index: pd.Index,
+    codes: np.ndarray,
+    cleaned_uniques: pd.Series,
+    parse: Callable[[str], tuple[Any, str | None]],
+    dtype: str,
+    index: pd.Index,
 ) -> tuple[pd.Series, pd.Series]:
     """`_by_distinct` from factorize codes of the delivered text and its cleaned distinct
     values (an NA among them, a null token, parses to no value and no defect)."""
@@ -360,8 +377,7 @@ def _parse_distinct(
     uvalues = pd.array([p[0] for p in parsed] + [None], dtype=dtype)
     udefects = pd.array([p[1] for p in parsed] + [None], dtype="string")
     take = np.where(codes >= 0, codes, len(parsed))
-    return (pd.Series(uvalues.take(take), index=index),
-            pd.Series(udefects.take(take), index=index))
+    return (pd.Series(uvalues.take(take), index=index), pd.Series(udefects.take(take), index=index))
 
 
 def normalise_column(
@@ -374,8 +390,11 @@ def normalise_column(
         codes, uniques = _clean_by_distinct(raw, common.null_tokens)
         cleaned = _spread(uniques, codes, raw.index)
         if kind == "text":
-            return NormalisedColumn(values=cleaned, cleaned=cleaned,
-                                    defects=pd.Series(NA, index=raw.index, dtype="string"))
+            return NormalisedColumn(
+                values=cleaned,
+                cleaned=cleaned,
+                defects=pd.Series(NA, index=raw.index, dtype="string"),
+            )
         parse, dtype = _parser(column, common, excel)
         values, defects = _parse_distinct(codes, uniques, parse, dtype, raw.index)
         return NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
@@ -391,8 +410,9 @@ def normalise_column(
     return NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
 
 
-def _parser(column: Column, common: Common,
-            excel: bool) -> tuple[Callable[[str], tuple[Any, str | None]], str]:
+def _parser(
+    column: Column, common: Common, excel: bool
+) -> tuple[Callable[[str], tuple[Any, str | None]], str]:
     """(parse function, dtype of its values) of a type parsed per distinct value."""
     kind = column.type
     if kind == "date":
@@ -411,7 +431,10 @@ def _parser(column: Column, common: Common,
 def empty_column(column: Column, index: pd.Index) -> pd.Series:
     """An all-missing column of the right dtype (for optional columns a delivery left out)."""
     dtype = {
-        "date": "datetime64[s]", "decimal": "Float64", "int": "Int64", "bool": "boolean",
+        "date": "datetime64[s]",
+        "decimal": "Float64",
+        "int": "Int64",
+        "bool": "boolean",
     }.get(column.type, "string")
     return pd.Series(pd.array([None] * len(index), dtype=dtype), index=index)
 
@@ -435,8 +458,9 @@ def normalise_frame(
     inputs = {column.name: raw[column.name] for column in present}
 
     def one(column: Column) -> NormalisedColumn:
-        return normalise_column(inputs[column.name], column, common,
-                                exchange_date=exchange_date, excel=excel)
+        return normalise_column(
+            inputs[column.name], column, common, exchange_date=exchange_date, excel=excel
+        )
 
     if _WORKERS == 1 or len(raw) < _PARALLEL_ROWS or len(present) < 2:
         return {column.name: one(column) for column in present}

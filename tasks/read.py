@@ -93,13 +93,27 @@ class _Where:
     source_file: str
 
     def unreadable(self, reason: str, *, row: int | None = None) -> UnreadableDelivery:
-        return UnreadableDelivery(reason, dept=self.dept, dataset=self.dataset,
-                                  source_file=self.source_file, row=row, rule="unreadable")
+        return UnreadableDelivery(
+            reason,
+            dept=self.dept,
+            dataset=self.dataset,
+            source_file=self.source_file,
+            row=row,
+            rule="unreadable",
+        )
 
-    def layout(self, reason: str, *, row: int | None = None,
-               column: str | None = None) -> LayoutError:
-        return LayoutError(reason, dept=self.dept, dataset=self.dataset,
-                           source_file=self.source_file, row=row, column=column, rule="layout")
+    def layout(
+        self, reason: str, *, row: int | None = None, column: str | None = None
+    ) -> LayoutError:
+        return LayoutError(
+            reason,
+            dept=self.dept,
+            dataset=self.dataset,
+            source_file=self.source_file,
+            row=row,
+            column=column,
+            rule="layout",
+        )
 
 
 @dataclass(frozen=True)
@@ -148,8 +162,9 @@ def _required(contract: Contract) -> set[str]:
     return set(contract.required_columns) or set(contract.column_names)
 
 
-def _map_header(cells: Sequence[str | None], contract: Contract, where: _Where,
-                row: int | None) -> _Header:
+def _map_header(
+    cells: Sequence[str | None], contract: Contract, where: _Where, row: int | None
+) -> _Header:
     index = _header_index(contract)
     positions: dict[str, int] = {}
     extra: list[str] = []
@@ -161,16 +176,18 @@ def _map_header(cells: Sequence[str | None], contract: Contract, where: _Where,
             if cell.strip() not in extra:
                 extra.append(cell.strip())
         elif name in positions:
-            raise where.layout(f"表头重复：“{contract.column(name).header}”出现了两次",
-                               row=row, column=name)
+            raise where.layout(
+                f"表头重复：“{contract.column(name).header}”出现了两次", row=row, column=name
+            )
         else:
             positions[name] = i
     missing = tuple(c for c in contract.column_names if c not in positions)
     return _Header(positions, missing, tuple(extra))
 
 
-def _locate_header(rows: Sequence[Sequence[str | None]], contract: Contract,
-                   where: _Where) -> tuple[int, _Header]:
+def _locate_header(
+    rows: Sequence[Sequence[str | None]], contract: Contract, where: _Where
+) -> tuple[int, _Header]:
     """The 0-based index of the header among `rows` and its column mapping."""
     index = _header_index(contract)
     required = _required(contract)
@@ -197,8 +214,9 @@ def _is_footer(cells: Iterable[str | None], markers: tuple[str, ...]) -> bool:
     return True
 
 
-def _count_footer(rows: Sequence[Sequence[str | None]], start: int,
-                  markers: tuple[str, ...]) -> int:
+def _count_footer(
+    rows: Sequence[Sequence[str | None]], start: int, markers: tuple[str, ...]
+) -> int:
     """How many rows at the end of rows[start:] are footer or blank rows."""
     n = 0
     while len(rows) - n > start and _is_footer(rows[len(rows) - n - 1], markers):
@@ -213,16 +231,18 @@ def _blank_mask(columns: Sequence[pa.ChunkedArray | pa.Array], n: int) -> np.nda
         if not len(candidates):
             break
         cells = column if len(candidates) == n else column.take(pa.array(candidates))
-        blank = pc.or_kleene(pc.is_null(cells),
-                             pc.match_substring_regex(cells, _BLANK_PATTERN)).fill_null(True)
+        blank = pc.or_kleene(
+            pc.is_null(cells), pc.match_substring_regex(cells, _BLANK_PATTERN)
+        ).fill_null(True)
         candidates = candidates[blank.to_numpy(zero_copy_only=False)]
     mask = np.zeros(n, dtype=bool)
     mask[candidates] = True
     return mask
 
 
-def _assemble(columns: Sequence[pa.ChunkedArray | pa.Array], header: _Header,
-              first_row: int, n: int) -> tuple[pd.DataFrame, int]:
+def _assemble(
+    columns: Sequence[pa.ChunkedArray | pa.Array], header: _Header, first_row: int, n: int
+) -> tuple[pd.DataFrame, int]:
     """The frame of contract columns plus source_row, blank rows dropped; and their count."""
     source_row = np.arange(first_row, first_row + n, dtype=np.int64)
     blank = _blank_mask(columns, n) if columns else np.zeros(n, dtype=bool)
@@ -267,7 +287,7 @@ def _rows_to_columns(rows: Sequence[Sequence[str | None]], width: int) -> list[p
 def _detect_encoding(content: bytes) -> tuple[bytes, str, str]:
     """(bytes without BOM, reported encoding, codec to decode them)."""
     if content.startswith(_BOM):
-        return content[len(_BOM):], "utf-8-sig", "utf-8"
+        return content[len(_BOM) :], "utf-8-sig", "utf-8"
     if _is_utf8(content):
         return content, "utf-8", "utf-8"
     return content, "gb18030", "gb18030"
@@ -297,7 +317,9 @@ def _undecodable(data: bytes, offset: int, codec: str, where: _Where) -> Unreada
     line = data[: max(starts) if starts else offset].count(b"\n") + 1
     return where.unreadable(
         f"文件编码无法识别：第{line}行附近的内容既不是 UTF-8 也不是 GB18030，请另存为 UTF-8 或 "
-        "GB18030 编码的 CSV 后重新报送", row=line)
+        "GB18030 编码的 CSV 后重新报送",
+        row=line,
+    )
 
 
 def _decode_failure(data: bytes, codec: str) -> int | None:
@@ -384,41 +406,68 @@ def _read_csv(content: bytes, contract: Contract, common: Common, where: _Where)
     if table is not None:
         frame, blanks = _assemble(table.columns, header, first_row, table.num_rows)
     else:
-        rows, tail = _parse_slow(data, start, end, codec, width, markers, where,
-                                 first_row=first_row, footer_done=footers > 0)
+        rows, tail = _parse_slow(
+            data,
+            start,
+            end,
+            codec,
+            width,
+            markers,
+            where,
+            first_row=first_row,
+            footer_done=footers > 0,
+        )
         footers += tail
         frame, blanks = _assemble(_rows_to_columns(rows, width), header, first_row, len(rows))
-    return RawDelivery(frame, "csv", encoding, h + 1, header.missing, header.extra, footers,
-                       blanks)
+    return RawDelivery(frame, "csv", encoding, h + 1, header.missing, header.extra, footers, blanks)
 
 
-def _parse_fast(data: bytes, start: int, end: int, codec: str, width: int,
-                where: _Where) -> pa.Table | None:
+def _parse_fast(
+    data: bytes, start: int, end: int, codec: str, width: int, where: _Where
+) -> pa.Table | None:
     """Parse data[start:end] with Arrow; None when it needs the exact (slow) reader."""
     names = [f"c{i}" for i in range(width)]
     if end <= start:
         return pa.table({n: pa.array([], pa.large_string()) for n in names})
-    read = pv.ReadOptions(column_names=names, encoding="utf8" if codec == "utf-8" else codec,
-                          block_size=1 << 22)
+    read = pv.ReadOptions(
+        column_names=names, encoding="utf8" if codec == "utf-8" else codec, block_size=1 << 22
+    )
     # An empty line stays a row (all null): it is a row a person sees, counted as blank.
-    parse = pv.ParseOptions(newlines_in_values=data.find(b'"', start, end) >= 0,
-                            ignore_empty_lines=False, invalid_row_handler=lambda _row: "error")
-    convert = pv.ConvertOptions(column_types=dict.fromkeys(names, pa.large_string()),
-                                null_values=[""], strings_can_be_null=True,
-                                quoted_strings_can_be_null=True, check_utf8=False)
+    parse = pv.ParseOptions(
+        newlines_in_values=data.find(b'"', start, end) >= 0,
+        ignore_empty_lines=False,
+        invalid_row_handler=lambda _row: "error",
+    )
+    convert = pv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.large_string()),
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        check_utf8=False,
+    )
     body = pa.py_buffer(data).slice(start, end - start)
     try:
-        return pv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse,
-                           convert_options=convert)
+        return pv.read_csv(
+            pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert
+        )
     except UnicodeDecodeError:
         raise _undecodable(data, start, codec, where) from None
     except pa.ArrowInvalid:
         return None  # a row with another number of fields, or quoting Arrow rejects
 
 
-def _parse_slow(data: bytes, start: int, end: int, codec: str, width: int,
-                markers: tuple[str, ...], where: _Where, *, first_row: int,
-                footer_done: bool) -> tuple[list[list[str | None]], int]:
+def _parse_slow(
+    data: bytes,
+    start: int,
+    end: int,
+    codec: str,
+    width: int,
+    markers: tuple[str, ...],
+    where: _Where,
+    *,
+    first_row: int,
+    footer_done: bool,
+) -> tuple[list[list[str | None]], int]:
     """Parse with Python's csv module: exact record numbers, empty lines and ragged rows."""
     try:
         text = data[start:end].decode(codec)
@@ -432,7 +481,9 @@ def _parse_slow(data: bytes, start: int, end: int, codec: str, width: int,
             if any(c.strip() for c in record[width:]):
                 raise where.layout(
                     f"第{first_row + k}行的列数（{len(record)}）多于表头（{width}），"
-                    "可能有未加引号的逗号", row=first_row + k)
+                    "可能有未加引号的逗号",
+                    row=first_row + k,
+                )
             record = record[:width]
         rows.append([c or None for c in record] + [None] * (width - len(record)))
     return rows, footers
@@ -448,7 +499,9 @@ def _csv_records(text: str, where: _Where, first_row: int) -> list[list[str]]:
         if str(exc).startswith("unexpected end of data"):
             raise where.unreadable(
                 f"CSV 格式错误：第{first_row + len(records)}行的引号没有闭合，其后各行都会被读成"
-                "一个单元格", row=first_row + len(records)) from None
+                "一个单元格",
+                row=first_row + len(records),
+            ) from None
     # Strict parsing also rejects what Excel reads fine (text after a closing quote).
     records = []
     try:
@@ -522,13 +575,16 @@ def _read_xlsx(content: bytes, contract: Contract, common: Common, where: _Where
     markers = _marker_keys(common)
     footers = 0
     while len(cells) - footers > h + 1 and _is_footer(
-            (_cell_text(v) for v in cells[len(cells) - footers - 1]), markers):
+        (_cell_text(v) for v in cells[len(cells) - footers - 1]), markers
+    ):
         footers += 1
-    data = cells[h + 1: len(cells) - footers]
+    data = cells[h + 1 : len(cells) - footers]
     width = len(cells[h])
-    columns = ([pa.array(_column_text(col), pa.large_string())
-                for col in zip(*data, strict=True)]
-               if data else _rows_to_columns([], width))
+    columns = (
+        [pa.array(_column_text(col), pa.large_string()) for col in zip(*data, strict=True)]
+        if data
+        else _rows_to_columns([], width)
+    )
     frame, blanks = _assemble(columns, header, h + 2, len(data))
     return RawDelivery(frame, "xlsx", None, h + 1, header.missing, header.extra, footers, blanks)
 
@@ -573,11 +629,13 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
         return _Duplicated(obj)
 
     try:
-        doc = json.loads(text, parse_float=_json_float, parse_constant=lambda _c: None,
-                         object_pairs_hook=_object)
+        doc = json.loads(
+            text, parse_float=_json_float, parse_constant=lambda _c: None, object_pairs_hook=_object
+        )
     except json.JSONDecodeError as exc:
         raise where.unreadable(
-            f"JSON 格式错误：第{exc.lineno}行第{exc.colno}列附近（{exc.msg}）") from None
+            f"JSON 格式错误：第{exc.lineno}行第{exc.colno}列附近（{exc.msg}）"
+        ) from None
     except ValueError:  # e.g. an integer longer than Python converts
         raise where.unreadable("JSON 格式错误：数值无法读取") from None
     if not isinstance(doc, list):
@@ -596,11 +654,14 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
         return RawDelivery(frame, "json", None, 0, (), (), 0, 0)
     names = list(keys)
     header = _order(_map_header(names, contract, where, row=None), contract)
-    columns = [pa.array(_column_text([obj.get(k) for obj in doc]), pa.large_string())
-               for k in names]
+    columns = [
+        pa.array(_column_text([obj.get(k) for obj in doc]), pa.large_string()) for k in names
+    ]
     source_row = np.arange(1, len(doc) + 1, dtype=np.int64)
-    frame = pd.DataFrame({
-        **{n: pd.array(columns[p], dtype="string") for n, p in header.positions.items()},
-        "source_row": source_row,
-    })
+    frame = pd.DataFrame(
+        {
+            **{n: pd.array(columns[p], dtype="string") for n, p in header.positions.items()},
+            "source_row": source_row,
+        }
+    )
     return RawDelivery(frame, "json", None, 0, header.missing, header.extra, 0, 0)

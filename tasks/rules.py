@@ -155,14 +155,20 @@ def unemployed_has_no_job(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Ser
 def cert_matches_id_category_level(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Series:
     """The certificate is the 18-digit id, then the category code, then the level code."""
     cert_col, id_col, category_col, level_col = rule.columns
-    categories = {"视力": "1", "听力": "2", "言语": "3", "肢体": "4", "智力": "5", "精神": "6",
-                  "多重": "7"}
+    categories = {
+        "视力": "1",
+        "听力": "2",
+        "言语": "3",
+        "肢体": "4",
+        "智力": "5",
+        "精神": "6",
+        "多重": "7",
+    }
     levels = {"一级": "1", "二级": "2", "三级": "3", "四级": "4"}
     cert = frame[cert_col].astype("string")
     expected = (
         frame[id_col].astype("string")
-        + frame[category_col].astype("string").map(categories, na_action="ignore")
-        .astype("string")
+        + frame[category_col].astype("string").map(categories, na_action="ignore").astype("string")
         + frame[level_col].astype("string").map(levels, na_action="ignore").astype("string")
     )
     return (cert != expected).fillna(False).astype(bool)

@@ -38,7 +38,11 @@ RULE_TEXT: dict[str, str] = {
     "key_conflict": "同一主键有多条内容不同的记录",
 }
 _TYPE_TEXT = {
-    "date": "日期", "month": "月份", "int": "整数", "decimal": "金额/数值", "bool": "是/否",
+    "date": "日期",
+    "month": "月份",
+    "int": "整数",
+    "decimal": "金额/数值",
+    "bool": "是/否",
 }
 
 REJECT_COLUMNS = ["source_row", "column", "rule", "value_masked", "message"]
@@ -58,8 +62,8 @@ class Validated:
     GX copies only the rows it reads.
     """
 
-    typed: pd.DataFrame       # every delivered row, typed, with source_row and _defects
-    rejects: pd.DataFrame     # REJECT_COLUMNS, one row per quarantined row, sorted by source_row
+    typed: pd.DataFrame  # every delivered row, typed, with source_row and _defects
+    rejects: pd.DataFrame  # REJECT_COLUMNS, one row per quarantined row, sorted by source_row
     rows_in: int
     rows_loaded: int
     rows_quarantined: int
@@ -98,8 +102,9 @@ def _apply_derivations(raw: pd.DataFrame, contract: Contract, common: Common) ->
         source = raw.get(d.from_column)
         if source is None:
             continue
-        target = raw[d.column] if d.column in raw else pd.Series(pd.NA, index=raw.index,
-                                                                  dtype="string")
+        target = (
+            raw[d.column] if d.column in raw else pd.Series(pd.NA, index=raw.index, dtype="string")
+        )
         filled = clean_text(target, common.null_tokens)
         derived = clean_text(source, common.null_tokens).str.slice(0, d.take_first)
         updates[d.column] = filled.where(filled.notna(), derived)
@@ -139,8 +144,12 @@ def _codes(broken: np.ndarray, code: str, index: pd.Index) -> pd.Series:
     return pd.Series(pd.array(picked, dtype="string"), index=index)
 
 
-def _row_identity(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
-                  defects: dict[str, pd.Series], columns: list[str]) -> pd.Series:
+def _row_identity(
+    typed: pd.DataFrame,
+    cleaned: dict[str, pd.Series],
+    defects: dict[str, pd.Series],
+    columns: list[str],
+) -> pd.Series:
     """A hash per row of its normalised content (defective cells by their cleaned text)."""
     parts = {c: typed[c] for c in columns}
     for c in columns:
@@ -160,8 +169,10 @@ def _id_numbers(values: pd.Series) -> np.ndarray | None:
         return None
     digits = matrix[:, :17]
     last = matrix[:, 17]
-    if not (((digits >= 48) & (digits <= 57)).all()
-            and (((last >= 48) & (last <= 57)) | (last == 88)).all()):
+    if not (
+        ((digits >= 48) & (digits <= 57)).all()
+        and (((last >= 48) & (last <= 57)) | (last == 88)).all()
+    ):
         return None
     number = np.zeros(len(digits), dtype=np.int64)
     for j in range(17):
@@ -208,9 +219,13 @@ def _occurs_twice(codes: np.ndarray) -> np.ndarray:
     return pd.Series(codes).duplicated(keep=False).to_numpy()
 
 
-def _duplicate_rows(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
-                    defects: dict[str, pd.Series], columns: list[str],
-                    key_codes: np.ndarray) -> np.ndarray:
+def _duplicate_rows(
+    typed: pd.DataFrame,
+    cleaned: dict[str, pd.Series],
+    defects: dict[str, pd.Series],
+    columns: list[str],
+    key_codes: np.ndarray,
+) -> np.ndarray:
     """Rows identical to an earlier row (by `_row_identity`).
 
     Identical rows have the same key, so only rows whose key occurs more than once are
@@ -227,15 +242,16 @@ def _duplicate_rows(typed: pd.DataFrame, cleaned: dict[str, pd.Series],
     parts = {c: typed[c].iloc[rows] for c in columns}
     for c in columns:
         if c in defects and defects[c].notna().any():
-            parts[f"{c}\x00raw"] = cleaned[c].iloc[rows].where(defects[c].iloc[rows].notna(),
-                                                                  pd.NA)
+            parts[f"{c}\x00raw"] = cleaned[c].iloc[rows].where(defects[c].iloc[rows].notna(), pd.NA)
     identity = pd.util.hash_pandas_object(pd.DataFrame(parts), index=False)
     duplicate[rows] = identity.duplicated(keep="first").to_numpy()
     return duplicate
 
 
 def _messages(
-    contract: Contract, found: list[tuple[str, str, pd.Series]], cleaned: dict[str, pd.Series],
+    contract: Contract,
+    found: list[tuple[str, str, pd.Series]],
+    cleaned: dict[str, pd.Series],
     rows: np.ndarray,
 ) -> pd.Series:
     """One Chinese message per quarantined row listing every defect, values masked."""
@@ -251,12 +267,14 @@ def _messages(
             text = pd.Series(rules[column].message, index=rows, dtype="string")
         else:
             col = contract.column(column)
-            value = mask_series(cleaned.get(column, pd.Series(pd.NA, index=rows)).loc[rows],
-                                col.pii).fillna("空")
+            value = mask_series(
+                cleaned.get(column, pd.Series(pd.NA, index=rows)).loc[rows], col.pii
+            ).fillna("空")
             rule_text = codes.map(RULE_TEXT, na_action="ignore").astype("string")
             if col.type in _TYPE_TEXT:
-                rule_text = rule_text.where(codes != "unparseable",
-                                            f"无法识别为{_TYPE_TEXT[col.type]}")
+                rule_text = rule_text.where(
+                    codes != "unparseable", f"无法识别为{_TYPE_TEXT[col.type]}"
+                )
             text = labels[column] + "：" + rule_text + "（" + value + "）"
         joined = message.where(message == "", message + "；") + text
         message = message.where(~hit, joined)
@@ -287,8 +305,7 @@ def validate_rows(
         else:
             codes = _column_defects(col, normalised[col.name])
             if col.name in required:
-                codes = _add_code(codes, normalised[col.name].cleaned.isna().to_numpy(),
-                                  "required")
+                codes = _add_code(codes, normalised[col.name].cleaned.isna().to_numpy(), "required")
         col_defects[col.name] = codes
         found.append((col.name, "column", codes))
     for rule in contract.row_rules:
@@ -325,8 +342,9 @@ def validate_rows(
     defect_count = np.zeros(len(index), dtype=np.int64)
     for _, _, codes in found:
         defect_count += codes.notna().to_numpy()
-    typed = typed.assign(source_row=raw["source_row"].to_numpy(),
-                         _defects=pd.array(defect_count, dtype="Int64"))
+    typed = typed.assign(
+        source_row=raw["source_row"].to_numpy(), _defects=pd.array(defect_count, dtype="Int64")
+    )
 
     quarantined = (defect_count > 0) & ~duplicate
     accepted_mask = ~quarantined & ~duplicate
@@ -348,13 +366,19 @@ def validate_rows(
         if target in cleaned:
             masked = mask_series(cleaned[target].loc[rows], contract.column(target).pii)
             value = value.where(~first, masked)
-    rejects = pd.DataFrame({
-        "source_row": raw["source_row"].loc[rows].astype("int64"),
-        "column": column,
-        "rule": rule,
-        "value_masked": value,
-        "message": _messages(contract, found, cleaned, rows),
-    }).sort_values("source_row", kind="stable").reset_index(drop=True)
+    rejects = (
+        pd.DataFrame(
+            {
+                "source_row": raw["source_row"].loc[rows].astype("int64"),
+                "column": column,
+                "rule": rule,
+                "value_masked": value,
+                "message": _messages(contract, found, cleaned, rows),
+            }
+        )
+        .sort_values("source_row", kind="stable")
+        .reset_index(drop=True)
+    )
 
     result = Validated(
         typed=typed,
@@ -366,8 +390,9 @@ def validate_rows(
         duplicate=duplicate,
         accepted_mask=accepted_mask,
     )
-    check_conservation(result.rows_in, result.rows_loaded, result.rows_quarantined,
-                       result.duplicates)
+    check_conservation(
+        result.rows_in, result.rows_loaded, result.rows_quarantined, result.duplicates
+    )
     return result
 
 

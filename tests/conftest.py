@@ -96,10 +96,21 @@ def own_publication_prefixes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            roles = conn.execute(text("SELECT rolname FROM pg_roles WHERE rolname LIKE :p"),
-                                 {"p": f"ds_{tag}_%"}).scalars().all()
-            schemas = conn.execute(text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
-                                   {"p": f"pub_{tag}_%"}).scalars().all()
+            roles = (
+                conn.execute(
+                    text("SELECT rolname FROM pg_roles WHERE rolname LIKE :p"), {"p": f"ds_{tag}_%"}
+                )
+                .scalars()
+                .all()
+            )
+            schemas = (
+                conn.execute(
+                    text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+                    {"p": f"pub_{tag}_%"},
+                )
+                .scalars()
+                .all()
+            )
             for schema in schemas:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             for role in roles:

@@ -71,12 +71,14 @@ def _take_in(url: str, tmp: Path, landing: Path, day: date, dataset: str) -> str
     contract = load_contracts()[dataset]
     source = FsspecLanding(str(landing))
     [ref] = source.discover(day, [contract])
-    options = IntakeOptions(lake_root=tmp / "lake", gx_root=tmp / "gx", build_docs=False,
-                            secret=SECRET)
+    options = IntakeOptions(
+        lake_root=tmp / "lake", gx_root=tmp / "gx", build_docs=False, secret=SECRET
+    )
     engine = connect(url)
     try:
-        return intake_delivery(ref, source.fetch(ref), contract, load_common(), engine,
-                               options).status
+        return intake_delivery(
+            ref, source.fetch(ref), contract, load_common(), engine, options
+        ).status
     finally:
         engine.dispose()
 
@@ -95,11 +97,22 @@ def test_a_merge_killed_midway_leaves_the_warehouse_as_before(
     before = _state(engine)
 
     marker = tmp_path / "merging"
-    args = {"url": warehouse_url, "landing": str(landing), "lake": str(tmp_path / "lake"),
-            "gx": str(tmp_path / "gx"), "day": DAY2.isoformat(), "dataset": dataset,
-            "secret": SECRET.decode(), "marker": str(marker)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = {
+        "url": warehouse_url,
+        "landing": str(landing),
+        "lake": str(tmp_path / "lake"),
+        "gx": str(tmp_path / "gx"),
+        "day": DAY2.isoformat(),
+        "dataset": dataset,
+        "secret": SECRET.decode(),
+        "marker": str(marker),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while not marker.exists():
         assert child.poll() is None, child.communicate()[1].decode()[-2000:]
@@ -116,8 +129,7 @@ def test_a_merge_killed_midway_leaves_the_warehouse_as_before(
     engine.dispose()
 
     # And the completed run equals a run that was never interrupted.
-    clean_url = (f"sqlite:///{tmp_path / 'clean.db'}" if warehouse_url.startswith("sqlite")
-                 else None)
+    clean_url = f"sqlite:///{tmp_path / 'clean.db'}" if warehouse_url.startswith("sqlite") else None
     if clean_url is not None:
         clean = connect(clean_url)
         upgrade(clean)

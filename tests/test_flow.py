@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def env(tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch,
-        prefect_api: None) -> Settings:
+def env(
+    tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch, prefect_api: None
+) -> Settings:
     """Settings as a deployed run reads them: from DATASHARE_* variables."""
     monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DATASHARE_WAREHOUSE_URL", warehouse_url)
@@ -50,9 +51,11 @@ def _state(settings: Settings) -> dict[str, object]:
         with engine.connect() as conn:
             ledger = pd.read_sql("select * from deliveries order by delivery_id", conn)
             state["deliveries"] = ledger.drop(columns=["received_at"]).to_csv(index=False)
-            state["rejects"] = pd.read_sql(
-                "select * from rejects order by delivery_id, source_row, rule", conn
-            ).drop(columns=["id"], errors="ignore").to_csv(index=False)
+            state["rejects"] = (
+                pd.read_sql("select * from rejects order by delivery_id, source_row, rule", conn)
+                .drop(columns=["id"], errors="ignore")
+                .to_csv(index=False)
+            )
             for name in ("alerts", "alert_days", "freshness"):
                 frame = pd.read_sql(f"select * from {name}", conn)
                 frame = frame.drop(columns=["received_at"], errors="ignore")
@@ -65,20 +68,25 @@ def _state(settings: Settings) -> dict[str, object]:
     finally:
         engine.dispose()
     lake = Path(str(settings.lake))
-    state["lake"] = {str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()
-                     for p in sorted(lake.rglob("*")) if p.is_file()}
+    state["lake"] = {
+        str(p.relative_to(lake)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(lake.rglob("*"))
+        if p.is_file()
+    }
     published = Path(str(settings.publish_dir))
     # Every published table of every consumer, byte for byte (the catalog carries the
     # publication id and XC's audit log grows with each publication: both left out).
     current = published / "current"
     state["published"] = {
         str(p.relative_to(current)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(current.rglob("*.parquet")) if p.stem != "audit_log"
+        for p in sorted(current.rglob("*.parquet"))
+        if p.stem != "audit_log"
     }
     for name in ("deliveries", "rejects"):
         frame = pq.read_table(published / "XC" / f"{name}.parquet").to_pandas()
-        state[f"published_{name}"] = frame.drop(columns=["received_at"], errors="ignore")\
-            .to_csv(index=False)
+        state[f"published_{name}"] = frame.drop(columns=["received_at"], errors="ignore").to_csv(
+            index=False
+        )
     return state
 
 
@@ -95,8 +103,9 @@ def test_the_same_nights_run_twice_change_nothing(env: Settings) -> None:
     assert len(ledger) >= 16 and (ledger["status"] == "loaded").any()
     assert first["XC_REN"], "the roster was merged into history"
 
-    again = [s for offset in range(2)
-             for s in run_nightly(DAY1 + timedelta(days=offset), env).deliveries]
+    again = [
+        s for offset in range(2) for s in run_nightly(DAY1 + timedelta(days=offset), env).deliveries
+    ]
     assert {s.status for s in again} == {"unchanged"}
     assert _state(env) == first
 
@@ -143,14 +152,21 @@ def test_a_failed_delivery_then_its_corrected_redelivery(env: Settings) -> None:
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "datashare.cli", *args], capture_output=True, text=True,
-        env={**os.environ, **env}, cwd=ROOT, timeout=timeout,
+        [sys.executable, "-m", "datashare.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        timeout=timeout,
     )
 
 
 def test_cli_exit_codes_give_a_one_line_reason(tmp_path: Path) -> None:
-    base = {"DATASHARE_HOME": str(tmp_path), "DATASHARE_SECRET": "s",
-            "PREFECT_HOME": str(tmp_path / "prefect")}
+    base = {
+        "DATASHARE_HOME": str(tmp_path),
+        "DATASHARE_SECRET": "s",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
     bad_date = _cli("run", "--date", "2025-13-01", env=base)
     assert bad_date.returncode == 2 and "YYYY-MM-DD" in bad_date.stderr
 
@@ -168,11 +184,27 @@ def test_cli_exit_codes_give_a_one_line_reason(tmp_path: Path) -> None:
 
 
 def test_demo_output_is_what_a_user_should_see(tmp_path: Path) -> None:
-    result = _cli("demo", "--households", "30", "--days", "2", "--home", str(tmp_path / "demo"),
-                  env={"COLUMNS": "120"}, timeout=600)
+    result = _cli(
+        "demo",
+        "--households",
+        "30",
+        "--days",
+        "2",
+        "--home",
+        str(tmp_path / "demo"),
+        env={"COLUMNS": "120"},
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "交换台账" in output and "合计" in output
-    for noise in ("Traceback", "ERROR", "database is locked", "Warning", "WARNING",
-                  "telemetry", "analytics"):
+    for noise in (
+        "Traceback",
+        "ERROR",
+        "database is locked",
+        "Warning",
+        "WARNING",
+        "telemetry",
+        "analytics",
+    ):
         assert noise not in output, f"{noise!r} in demo output:\n{output}"

@@ -32,8 +32,7 @@ _ALL_IDS: set[str] = set()
 
 def make_ids(n: int, born: str = "19800101", start: int = 0) -> list[str]:
     """`n` distinct valid id numbers born on `born`, remembered for the personal-data scan."""
-    first17 = pd.Series([f"610327{born}{(start + i) % 1000:03d}" for i in range(n)],
-                        dtype="string")
+    first17 = pd.Series([f"610327{born}{(start + i) % 1000:03d}" for i in range(n)], dtype="string")
     ids = (first17 + id18_check_char(first17)).tolist()
     _ALL_IDS.update(ids)
     return ids
@@ -82,27 +81,52 @@ def dibao(n: int, **overrides: Any) -> pd.DataFrame:
 def canji(n: int) -> pd.DataFrame:
     """A clean CL_CANJI delivery of `n` rows (肢体 一级: certificate = id + '41')."""
     ids = make_ids(n, "19700101")
-    return typed("CL_CANJI", n, name=[NAMES[i % len(NAMES)] for i in range(n)], id_number=ids,
-                 cert_no=[i + "41" for i in ids], category="肢体", level="一级",
-                 issue_date="2018-06-01", cert_status="有效", living_subsidy=100.0,
-                 care_subsidy=200.0)
+    return typed(
+        "CL_CANJI",
+        n,
+        name=[NAMES[i % len(NAMES)] for i in range(n)],
+        id_number=ids,
+        cert_no=[i + "41" for i in ids],
+        category="肢体",
+        level="一级",
+        issue_date="2018-06-01",
+        cert_status="有效",
+        living_subsidy=100.0,
+        care_subsidy=200.0,
+    )
 
 
 def jiuye(n: int) -> pd.DataFrame:
     """A clean RS_JIUYE delivery of `n` rows."""
-    return typed("RS_JIUYE", n, name=[NAMES[i % len(NAMES)] for i in range(n)],
-                 id_number=make_ids(n, "19850301"), employment_status="县内务工",
-                 employer="县农产品公司", employer_credit_code=GOOD_CODE,
-                 start_date="2024-01-01", monthly_income=3000.0)
+    return typed(
+        "RS_JIUYE",
+        n,
+        name=[NAMES[i % len(NAMES)] for i in range(n)],
+        id_number=make_ids(n, "19850301"),
+        employment_status="县内务工",
+        employer="县农产品公司",
+        employer_credit_code=GOOD_CODE,
+        start_date="2024-01-01",
+        monthly_income=3000.0,
+    )
 
 
 def hu(n: int, phones: list[str]) -> pd.DataFrame:
     """An XC_HU delivery of `n` rows with the given phone numbers."""
-    return typed("XC_HU", n, household_id=[f"H{i:04d}" for i in range(n)], town="城关镇",
-                 village="新联村", village_code="610327100201",
-                 head_name=[NAMES[i % len(NAMES)] for i in range(n)],
-                 head_id_number=make_ids(n, "19550505"), household_size=3,
-                 household_type="一般农户", income_per_capita=8000.0, phone=phones)
+    return typed(
+        "XC_HU",
+        n,
+        household_id=[f"H{i:04d}" for i in range(n)],
+        town="城关镇",
+        village="新联村",
+        village_code="610327100201",
+        head_name=[NAMES[i % len(NAMES)] for i in range(n)],
+        head_id_number=make_ids(n, "19550505"),
+        household_size=3,
+        household_type="一般农户",
+        income_per_capita=8000.0,
+        phone=phones,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +134,26 @@ def gx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gx")
 
 
-def run(frame: pd.DataFrame, dataset: str, root: Path, label: str, *,
-        previous_rows: int | None = None, max_rows: int = 200_000,
-        docs: bool = False) -> GxVerdict:
-    return validate_delivery_gx(frame, get_contract(dataset), exchange_date=EXCHANGE,
-                                previous_rows=previous_rows, context_root=root, run_label=label,
-                                max_rows=max_rows, build_docs=docs)
+def run(
+    frame: pd.DataFrame,
+    dataset: str,
+    root: Path,
+    label: str,
+    *,
+    previous_rows: int | None = None,
+    max_rows: int = 200_000,
+    docs: bool = False,
+) -> GxVerdict:
+    return validate_delivery_gx(
+        frame,
+        get_contract(dataset),
+        exchange_date=EXCHANGE,
+        previous_rows=previous_rows,
+        context_root=root,
+        run_label=label,
+        max_rows=max_rows,
+        build_docs=docs,
+    )
 
 
 def unexpected_counts(root: Path, dataset: str, label: str) -> dict[str, int]:
@@ -151,8 +189,7 @@ def test_truncated_snapshot_fails_on_row_count(gx_root: Path, rows: int, passes:
 
 
 @pytest.mark.parametrize(("defective", "passes"), [(8, True), (9, False)])
-def test_quarantine_share_over_threshold_fails(gx_root: Path, defective: int,
-                                               passes: bool) -> None:
+def test_quarantine_share_over_threshold_fails(gx_root: Path, defective: int, passes: bool) -> None:
     frame = dibao(40, _defects=[1] * defective + [0] * (40 - defective))
     verdict = run(frame, "MZ_DIBAO", gx_root, f"share{defective}")
     assert verdict.success is passes and verdict.delivery_success is passes
@@ -255,19 +292,29 @@ def test_no_personal_data_on_disk(gx_root: Path) -> None:
     personal = {*_ALL_IDS, *NAMES, *PHONES, *BAD_PHONES, BANK}
     personal |= {i + suffix for i in _ALL_IDS for suffix in ("41", "42", "43", "77")}
     files = [p for p in gx_root.rglob("*") if p.is_file()]
-    written = {p: p.read_text(encoding="utf-8", errors="replace") for p in files
-               if p.suffix in {".json", ".html", ".yml"}}
+    written = {
+        p: p.read_text(encoding="utf-8", errors="replace")
+        for p in files
+        if p.suffix in {".json", ".html", ".yml"}
+    }
     assert any(p.suffix == ".html" for p in written) and any(p.suffix == ".json" for p in written)
-    leaks = {(p.name, v) for p, text in written.items() for v in personal
-             if any(form in text for form in _forms(v))}
+    leaks = {
+        (p.name, v)
+        for p, text in written.items()
+        for v in personal
+        if any(form in text for form in _forms(v))
+    }
     assert not leaks
 
     # The scan can see values: a non-personal unexpected value is listed, and docs were built.
     assert any(any(f in text for f in _forms("待核实")) for text in written.values())
     index = (gx_root / "gx/uncommitted/data_docs/local_site/index.html").read_text("utf-8")
     assert "MZ_DIBAO.contract" in index and "XC_HU.delivery" in index
-    suite_page = next(t for p, t in written.items()
-                      if p.suffix == ".html" and "XC_HU.contract" in t and "GB 11643" in t)
+    suite_page = next(
+        t
+        for p, t in written.items()
+        if p.suffix == ".html" and "XC_HU.contract" in t and "GB 11643" in t
+    )
     assert "Row rule" in suite_page
 
 
@@ -291,10 +338,15 @@ def test_suites_round_trip_and_hide_personal_values(dataset: str) -> None:
         loaded = gx.ExpectationSuite(**json.loads(json.dumps(suite.to_json_dict())))
         assert loaded.name == suite.name
         assert [e.expectation_type for e in loaded.expectations] == [
-            e.expectation_type for e in suite.expectations]
+            e.expectation_type for e in suite.expectations
+        ]
         for expectation in loaded.expectations:
             config = expectation.configuration.kwargs
             columns = [config["column"]] if "column" in config else config.get("column_list", [])
-            if any(c in contract.pii_columns for c in columns) and expectation.expectation_type \
-                    not in {"expect_column_to_exist", "expect_column_values_to_not_be_null"}:
+            if any(
+                c in contract.pii_columns for c in columns
+            ) and expectation.expectation_type not in {
+                "expect_column_to_exist",
+                "expect_column_values_to_not_be_null",
+            }:
                 assert hides_values(expectation), (dataset, expectation.expectation_type)

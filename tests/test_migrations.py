@@ -49,8 +49,9 @@ def test_migrated_schema_equals_the_metadata(warehouse_url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            diff = [d for d in compare_metadata(context, metadata)
-                    if not _is_alembic_bookkeeping(d)]
+            diff = [
+                d for d in compare_metadata(context, metadata) if not _is_alembic_bookkeeping(d)
+            ]
         assert diff == []
     finally:
         engine.dispose()
@@ -58,5 +59,9 @@ def test_migrated_schema_equals_the_metadata(warehouse_url: str) -> None:
 
 def _is_alembic_bookkeeping(diff: object) -> bool:
     # compare_metadata reports alembic_version as "not in the metadata"; it is Alembic's own.
-    return (isinstance(diff, tuple) and len(diff) >= 2 and diff[0] == "remove_table"
-            and getattr(diff[1], "name", None) == "alembic_version")
+    return (
+        isinstance(diff, tuple)
+        and len(diff) >= 2
+        and diff[0] == "remove_table"
+        and getattr(diff[1], "name", None) == "alembic_version"
+    )

@@ -25,13 +25,15 @@ SECRET = b"mirror-test-secret"
 def _night(url: str, tmp: Path, landing: Path, day: date) -> None:
     contracts = load_contracts()
     source = FsspecLanding(str(landing))
-    options = IntakeOptions(lake_root=tmp / "lake", gx_root=tmp / "gx", build_docs=False,
-                            secret=SECRET)
+    options = IntakeOptions(
+        lake_root=tmp / "lake", gx_root=tmp / "gx", build_docs=False, secret=SECRET
+    )
     engine = connect(url)
     try:
         for ref in source.discover(day, contracts.values()):
-            intake_delivery(ref, source.fetch(ref), contracts[ref.dataset], load_common(),
-                            engine, options)
+            intake_delivery(
+                ref, source.fetch(ref), contracts[ref.dataset], load_common(), engine, options
+            )
         with engine.begin() as conn:
             raise_alerts(conn, day)
             check_freshness(conn, day, datetime(2026, 1, 1, tzinfo=UTC))
@@ -47,8 +49,11 @@ def _published(engine_url: str, out: Path, day: date) -> dict[str, str]:
     finally:
         engine.dispose()
     current = out / "current"
-    return {str(p.relative_to(current)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(current.rglob("*.parquet")) if p.stem != "audit_log"}
+    return {
+        str(p.relative_to(current)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(current.rglob("*.parquet"))
+        if p.stem != "audit_log"
+    }
 
 
 def test_a_warehouse_restored_from_the_lake_alone_publishes_the_same(

@@ -321,7 +321,9 @@ def test_every_row_rule_can_be_broken(dataset: str) -> None:
         {k: [_cell_text(v) for v in cells] for k, cells in prepared.values.items()}, dtype=object
     )
     raw = raw.assign(source_row=np.arange(len(raw)))
-    result = validate_rows(raw, contract, COMMON, exchange_date=day, excel=contract.format == "xlsx")
+    result = validate_rows(
+        raw, contract, COMMON, exchange_date=day, excel=contract.format == "xlsx"
+    )
     got = sorted(
         zip(
             result.rejects["source_row"],

@@ -90,8 +90,12 @@ def load_arrow(conn: Connection, table: Table | str, data: pa.Table) -> int:
 def _literal_sql(conn: Connection, statement: Executable) -> str:
     # Only our own dates, flags and names are bound here; rendering them inline lets the
     # statement run inside COPY, which takes no parameters.
-    return str(statement.compile(dialect=conn.dialect,  # type: ignore[attr-defined]
-                                 compile_kwargs={"literal_binds": True}))
+    return str(
+        statement.compile(
+            dialect=conn.dialect,  # type: ignore[attr-defined]
+            compile_kwargs={"literal_binds": True},
+        )
+    )
 
 
 def _arrow_column(values: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -108,9 +112,12 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
     if is_postgres(conn):
         driver = conn.connection.driver_connection
         chunks: list[bytes] = []
-        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-            f"COPY ({sql}) TO STDOUT (FORMAT csv)"
-        ) as copy:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(  # type: ignore[union-attr]
+                f"COPY ({sql}) TO STDOUT (FORMAT csv)"
+            ) as copy,
+        ):
             chunks.extend(bytes(block) for block in copy)
         if not chunks:
             return schema.empty_table()
@@ -119,8 +126,12 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
             read_options=pacsv.ReadOptions(column_names=schema.names),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types=schema, true_values=["t"], false_values=["f"], null_values=[""],
-                strings_can_be_null=True, quoted_strings_can_be_null=False,
+                column_types=schema,
+                true_values=["t"],
+                false_values=["f"],
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
         ).cast(schema)
     # The driver's own cursor: SQLAlchemy's result processing would double the time for 1M rows.
@@ -139,12 +150,20 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
 
 
 @contextmanager
-def staging(conn: Connection, name: str, columns: Sequence[tuple[str, TypeEngine[Any]]],
-            data: pa.Table, *, primary_key: Sequence[str] = ()) -> Iterator[Table]:
+def staging(
+    conn: Connection,
+    name: str,
+    columns: Sequence[tuple[str, TypeEngine[Any]]],
+    data: pa.Table,
+    *,
+    primary_key: Sequence[str] = (),
+) -> Iterator[Table]:
     """A temporary table holding `data` for set-based statements; dropped on leaving."""
     conn.execute(text(f"DROP TABLE IF EXISTS {_quote(conn, name)}"))
     table = Table(
-        name, MetaData(), *(Column(c, kind) for c, kind in columns),
+        name,
+        MetaData(),
+        *(Column(c, kind) for c, kind in columns),
         *([PrimaryKeyConstraint(*primary_key)] if primary_key else []),
         prefixes=["TEMPORARY"],
     )
@@ -158,4 +177,3 @@ def staging(conn: Connection, name: str, columns: Sequence[tuple[str, TypeEngine
         yield table
     finally:
         conn.execute(text(f"DROP TABLE IF EXISTS {_quote(conn, name)}"))
-

@@ -62,21 +62,25 @@ def persons(conn: Connection) -> pd.DataFrame:
     """
     ps = person_sources.c
     frame = pd.read_sql(
-        select(ps.person_key, ps.id_number, ps.dept, ps.dataset, ps.first_seen)
-        .order_by(ps.person_key, ps.dept, ps.dataset, ps.id_column),
+        select(ps.person_key, ps.id_number, ps.dept, ps.dataset, ps.first_seen).order_by(
+            ps.person_key, ps.dept, ps.dataset, ps.id_column
+        ),
         conn,
     )
     if frame.empty:
-        return pd.DataFrame(columns=["person_key", "id_number", "first_seen", "departments",
-                                     "datasets"])
+        return pd.DataFrame(
+            columns=["person_key", "id_number", "first_seen", "departments", "datasets"]
+        )
     frame = frame.assign(first_seen=pd.to_datetime(frame["first_seen"]).dt.date)
     grouped = frame.groupby("person_key", sort=True)
-    return pd.DataFrame({
-        "id_number": grouped["id_number"].first(),
-        "first_seen": grouped["first_seen"].min(),
-        "departments": _joined(frame, "dept"),
-        "datasets": _joined(frame, "dataset"),
-    }).reset_index()
+    return pd.DataFrame(
+        {
+            "id_number": grouped["id_number"].first(),
+            "first_seen": grouped["first_seen"].min(),
+            "departments": _joined(frame, "dept"),
+            "datasets": _joined(frame, "dataset"),
+        }
+    ).reset_index()
 
 
 def _joined(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -106,11 +110,23 @@ def roster(conn: Connection, as_of: date | None = None) -> pd.DataFrame:
     members = select(ren).where(live(ren)).subquery("members")
     query = (
         select(
-            hu.c.household_id, hu.c.town, hu.c.village, hu.c.village_code,
-            hu.c.head_person_key, hu.c.head_id_number, hu.c.head_name, hu.c.household_size,
-            hu.c.household_type, hu.c.monitoring_category, hu.c.risk_eliminated,
-            members.c.person_key, members.c.id_number, members.c.name, members.c.relation,
-            members.c.gender, members.c.birth_date,
+            hu.c.household_id,
+            hu.c.town,
+            hu.c.village,
+            hu.c.village_code,
+            hu.c.head_person_key,
+            hu.c.head_id_number,
+            hu.c.head_name,
+            hu.c.household_size,
+            hu.c.household_type,
+            hu.c.monitoring_category,
+            hu.c.risk_eliminated,
+            members.c.person_key,
+            members.c.id_number,
+            members.c.name,
+            members.c.relation,
+            members.c.gender,
+            members.c.birth_date,
         )
         .select_from(hu.outerjoin(members, members.c.household_id == hu.c.household_id))
         .where(live(hu))

@@ -10,7 +10,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
 FILE_MODE = 0o644  # files are readable by the service accounts that consume them
 
 
@@ -53,8 +52,7 @@ def write_parquet_atomic(root: Path, relative: str, table: pa.Table) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".parquet")
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True,
-                       store_schema=True)
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
     except BaseException:

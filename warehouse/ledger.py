@@ -72,11 +72,14 @@ def loaded_elsewhere(engine: Engine, dataset: str, sha256: str) -> str | None:
     """The id of a loaded delivery of the same dataset with the same bytes, if any."""
     with engine.connect() as conn:
         return conn.execute(
-            select(deliveries.c.delivery_id).where(
+            select(deliveries.c.delivery_id)
+            .where(
                 deliveries.c.dataset == dataset,
                 deliveries.c.sha256 == sha256,
                 deliveries.c.status.in_(["loaded", "superseded"]),
-            ).order_by(deliveries.c.exchange_date).limit(1)
+            )
+            .order_by(deliveries.c.exchange_date)
+            .limit(1)
         ).scalar_one_or_none()
 
 
@@ -84,16 +87,20 @@ def previous_snapshot_rows(engine: Engine, dataset: str, exchange_date: date) ->
     """Rows loaded by the latest accepted snapshot before `exchange_date` (truncation gate)."""
     with engine.connect() as conn:
         return conn.execute(
-            select(deliveries.c.rows_loaded).where(
+            select(deliveries.c.rows_loaded)
+            .where(
                 deliveries.c.dataset == dataset,
                 deliveries.c.exchange_date < exchange_date,
                 deliveries.c.status == "loaded",
-            ).order_by(deliveries.c.exchange_date.desc()).limit(1)
+            )
+            .order_by(deliveries.c.exchange_date.desc())
+            .limit(1)
         ).scalar_one_or_none()
 
 
-def record(conn: Connection, rec: DeliveryRecord, reject_rows: pd.DataFrame, *,
-           replace: bool = False) -> None:
+def record(
+    conn: Connection, rec: DeliveryRecord, reject_rows: pd.DataFrame, *, replace: bool = False
+) -> None:
     """Add a delivery and its rejects; a loaded re-delivery supersedes the earlier one.
 
     `replace`: these bytes were recorded as failed and an operator forced them again; the failed
@@ -101,21 +108,28 @@ def record(conn: Connection, rec: DeliveryRecord, reject_rows: pd.DataFrame, *,
     """
     if replace:
         failed = select(deliveries.c.delivery_id).where(
-            deliveries.c.delivery_id == rec.delivery_id, deliveries.c.status == "failed")
+            deliveries.c.delivery_id == rec.delivery_id, deliveries.c.status == "failed"
+        )
         conn.execute(delete(rejects).where(rejects.c.delivery_id.in_(failed)))
         conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(failed)))
     if rec.status == "loaded":
         conn.execute(
             update(deliveries)
-            .where(and_(deliveries.c.dataset == rec.dataset,
-                        deliveries.c.exchange_date == rec.exchange_date,
-                        deliveries.c.status == "loaded"))
+            .where(
+                and_(
+                    deliveries.c.dataset == rec.dataset,
+                    deliveries.c.exchange_date == rec.exchange_date,
+                    deliveries.c.status == "loaded",
+                )
+            )
             .values(status="superseded")
         )
     conn.execute(insert(deliveries).values(**asdict(rec)))
     if len(reject_rows):
         rows = reject_rows.assign(
-            delivery_id=rec.delivery_id, dataset=rec.dataset, exchange_date=rec.exchange_date,
+            delivery_id=rec.delivery_id,
+            dataset=rec.dataset,
+            exchange_date=rec.exchange_date,
             source_file=rec.source_file,
         )
         records = rows.astype(object).where(rows.notna(), None).to_dict("records")
@@ -126,8 +140,12 @@ def ledger_frame(engine: Engine) -> pd.DataFrame:
     """The whole ledger, in a stable order."""
     with engine.connect() as conn:
         return pd.read_sql(
-            select(deliveries).order_by(deliveries.c.exchange_date, deliveries.c.dataset,
-                                        deliveries.c.received_at, deliveries.c.delivery_id),
+            select(deliveries).order_by(
+                deliveries.c.exchange_date,
+                deliveries.c.dataset,
+                deliveries.c.received_at,
+                deliveries.c.delivery_id,
+            ),
             conn,
         )
 
@@ -136,8 +154,12 @@ def rejects_frame(engine: Engine) -> pd.DataFrame:
     """All rejects, in a stable order."""
     with engine.connect() as conn:
         return pd.read_sql(
-            select(rejects).order_by(rejects.c.exchange_date, rejects.c.dataset,
-                                     rejects.c.delivery_id, rejects.c.source_row),
+            select(rejects).order_by(
+                rejects.c.exchange_date,
+                rejects.c.dataset,
+                rejects.c.delivery_id,
+                rejects.c.source_row,
+            ),
             conn,
         )
 

@@ -41,8 +41,15 @@ from warehouse.tables_ops import freshness
 
 # Tables that change every night whatever was delivered (ledger, identity, alerts, freshness).
 NIGHTLY_TABLES: tuple[Table, ...] = (
-    deliveries, rejects, history_merges, person_sources, alerts, alert_days, alert_runs,
-    alert_feedback, freshness,
+    deliveries,
+    rejects,
+    history_merges,
+    person_sources,
+    alerts,
+    alert_days,
+    alert_runs,
+    alert_feedback,
+    freshness,
 )
 
 
@@ -94,8 +101,9 @@ def _fetch(conn: Connection, table: Table) -> pa.Table:
     result = conn.execute(select(table).order_by(*_order(table)))
     columns: list[Sequence[Any]] = list(zip(*result.all(), strict=True))
     columns = columns or [[] for _ in table.columns]
-    return pa.table({f.name: pa.array(list(col), f.type) for f, col in zip(schema, columns,
-                                                                          strict=True)})
+    return pa.table(
+        {f.name: pa.array(list(col), f.type) for f, col in zip(schema, columns, strict=True)}
+    )
 
 
 def restore_from_lake(conn: Connection, lake_root: Path) -> int:

@@ -32,17 +32,20 @@ from sqlalchemy.types import TypeEngine
 
 from expectations.contract import Contract, load_contracts
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "pk": "pk_%(table_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 # One row per delivery received (the exchange ledger, 交换台账). A delivery is one file (or one
 # SQL view result) for one dataset and exchange date; its id is derived from its bytes, so the
 # same bytes always get the same id and re-running a night adds nothing.
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("delivery_id", String(64), primary_key=True),
     Column("dept", String(8), nullable=False),
     Column("dataset", String(32), nullable=False),
@@ -59,17 +62,18 @@ deliveries = Table(
     Column("reason", Text),
     Column("file_format", String(8)),
     Column("encoding", String(16)),
-    Column("extra_columns", Text),          # schema drift: delivered headers no contract knows
+    Column("extra_columns", Text),  # schema drift: delivered headers no contract knows
     Column("gx_success", Boolean),
-    Column("lake_path", Text),              # accepted rows, Parquet, relative to the lake root
-    Column("raw_path", Text),               # the delivered bytes, relative to the lake root
+    Column("lake_path", Text),  # accepted rows, Parquet, relative to the lake root
+    Column("raw_path", Text),  # the delivered bytes, relative to the lake root
     UniqueConstraint("dataset", "exchange_date", "sha256"),
     Index(None, "dataset", "exchange_date"),
 )
 
 # One row per quarantined row, and one per failed delivery (source_row NULL) (问题数据).
 rejects = Table(
-    "rejects", metadata,
+    "rejects",
+    metadata,
     Column("delivery_id", String(64), nullable=False),
     Column("dataset", String(32), nullable=False),
     Column("exchange_date", Date, nullable=False),
@@ -95,9 +99,16 @@ rejects = Table(
 # The primary key (key..., valid_from) holds because a dataset gets one merge per exchange date.
 
 SQL_TYPES: dict[str, TypeEngine[Any]] = {
-    "text": Text(), "enum": Text(), "enum_multi": Text(), "month": String(7),
-    "id18": String(18), "credit_code": String(18), "date": Date(), "decimal": Numeric(14, 2),
-    "int": BigInteger(), "bool": Boolean(),
+    "text": Text(),
+    "enum": Text(),
+    "enum_multi": Text(),
+    "month": String(7),
+    "id18": String(18),
+    "credit_code": String(18),
+    "date": Date(),
+    "decimal": Numeric(14, 2),
+    "int": BigInteger(),
+    "bool": Boolean(),
 }
 LINEAGE_COLUMNS = ("delivery_id", "source_file", "source_row")
 VALIDITY_COLUMNS = ("row_hash", "valid_from", "valid_to", "is_current")
@@ -145,16 +156,24 @@ def _history_table(contract: Contract) -> Table:
         Column("is_current", Boolean, nullable=False),
     ]
     if contract.merge_hook == "cancel_reversals":
-        columns += [Column("cancelled", Boolean, nullable=False),
-                    Column("cancelled_by", String(64))]
+        columns += [
+            Column("cancelled", Boolean, nullable=False),
+            Column("cancelled_by", String(64)),
+        ]
     table = Table(name, metadata, *columns, PrimaryKeyConstraint(*contract.key, "valid_from"))
     # The open versions by key, partial on is_current: closing a version only drops its entry
     # (a full (key, is_current) index rewrites one per close: +30% WAL on PostgreSQL), and
     # row_hash makes it covering for the nightly read of every current (key, row_hash).
     current = table.c.is_current == true()
     # is_current is constant inside it, but without it SQLite does not see the index as covering.
-    Index(f"ix_{name}_current", *(table.c[k] for k in contract.key), table.c.row_hash,
-          table.c.is_current, sqlite_where=current, postgresql_where=current)
+    Index(
+        f"ix_{name}_current",
+        *(table.c[k] for k in contract.key),
+        table.c.row_hash,
+        table.c.is_current,
+        sqlite_where=current,
+        postgresql_where=current,
+    )
     return table
 
 
@@ -166,7 +185,8 @@ history_tables: dict[str, Table] = {
 # One row per merged delivery: which delivery gave each dataset's state on each exchange date.
 # It makes a merge safe to repeat and tells a re-delivery for a past date from a new night.
 history_merges = Table(
-    "history_merges", metadata,
+    "history_merges",
+    metadata,
     Column("dataset", String(32), nullable=False),
     Column("exchange_date", Date, nullable=False),
     Column("delivery_id", String(64), nullable=False),
@@ -182,7 +202,8 @@ history_merges = Table(
 # Identity: one row per (person, dataset, id column) ever seen in history, with the first
 # exchange date it appeared. `warehouse.identity.persons` folds it to one row per person.
 person_sources = Table(
-    "person_sources", metadata,
+    "person_sources",
+    metadata,
     Column("person_key", String(32), nullable=False),
     Column("dataset", String(32), nullable=False),
     Column("id_column", String(32), nullable=False),
@@ -196,8 +217,9 @@ person_sources = Table(
 
 def valid_on(table: Table, as_of: object) -> ColumnElement[bool]:
     """The rows of a history table that were true on `as_of` (a date)."""
-    return and_(table.c.valid_from <= as_of,
-                or_(table.c.valid_to.is_(None), table.c.valid_to > as_of))
+    return and_(
+        table.c.valid_from <= as_of, or_(table.c.valid_to.is_(None), table.c.valid_to > as_of)
+    )
 
 
 # The tables of later parts register themselves on the same metadata (import at the end: they

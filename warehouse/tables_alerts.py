@@ -30,37 +30,39 @@ from sqlalchemy import (
 from warehouse.tables import metadata
 
 alerts = Table(
-    "alerts", metadata,
-    Column("alert_id", String(32), nullable=False),      # stable, human-quotable
+    "alerts",
+    metadata,
+    Column("alert_id", String(32), nullable=False),  # stable, human-quotable
     Column("rule_id", String(16), nullable=False),
     Column("risk_type", String(32), nullable=False),
     Column("subject_type", String(16), nullable=False),  # household | person
-    Column("subject", String(64), nullable=False),       # household_id, or person_key
+    Column("subject", String(64), nullable=False),  # household_id, or person_key
     Column("household_id", String(32)),
     Column("person_key", String(32)),
     Column("id_number", String(18)),
     Column("name", Text),
     Column("town", Text),
     Column("village", Text),
-    Column("severity", String(16), nullable=False),      # high | medium | low
-    Column("status", String(16), nullable=False),        # open|resolved|confirmed|dismissed|
+    Column("severity", String(16), nullable=False),  # high | medium | low
+    Column("status", String(16), nullable=False),  # open|resolved|confirmed|dismissed|
     #                                                      data_error
     Column("first_raised", Date, nullable=False),
     Column("last_seen", Date, nullable=False),
     Column("resolved_on", Date),
-    Column("evidence", Text, nullable=False),            # Chinese; nothing of the "never" form
-    Column("pushed_to", String(64), nullable=False),     # department codes, comma-separated
-    Column("feedback_outcome", String(16)),              # 已纳入监测 | 核实排除 | 数据错误
+    Column("evidence", Text, nullable=False),  # Chinese; nothing of the "never" form
+    Column("pushed_to", String(64), nullable=False),  # department codes, comma-separated
+    Column("feedback_outcome", String(16)),  # 已纳入监测 | 核实排除 | 数据错误
     Column("feedback_date", Date),
-    Column("as_of", Date, nullable=False),               # exchange date of the last evaluation
-    Column("opened_on", Date, nullable=False),           # first run date of the latest episode
+    Column("as_of", Date, nullable=False),  # exchange date of the last evaluation
+    Column("opened_on", Date, nullable=False),  # first run date of the latest episode
     PrimaryKeyConstraint("alert_id"),
     Index(None, "rule_id", "subject", unique=True),
     Index(None, "status"),
 )
 
 alert_days = Table(
-    "alert_days", metadata,
+    "alert_days",
+    metadata,
     Column("exchange_date", Date, nullable=False),
     Column("alert_id", String(32), nullable=False),
     Column("severity", String(16), nullable=False),
@@ -81,7 +83,8 @@ alert_days = Table(
 )
 
 alert_feedback = Table(
-    "alert_feedback", metadata,
+    "alert_feedback",
+    metadata,
     Column("alert_id", String(32), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("feedback_date", Date, nullable=False),
@@ -90,7 +93,8 @@ alert_feedback = Table(
 )
 
 alert_runs = Table(
-    "alert_runs", metadata,
+    "alert_runs",
+    metadata,
     Column("exchange_date", Date, nullable=False),
     Column("province", String(8), nullable=False),
     Column("income_threshold", Numeric(14, 2), nullable=False),

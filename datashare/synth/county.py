@@ -2421,8 +2421,16 @@ def write_big_csv(
     Rows are copies of a small synthetic county's rows with unique ids (birth date and sex kept)
     and fresh names; messy forms, defects and duplicates are those of `write_night`.
     """
-    return write_big_delivery(path, rows, seed, dataset, fmt="csv", encoding=encoding,
-                              defect_rate=defect_rate, exchange_date=exchange_date)
+    return write_big_delivery(
+        path,
+        rows,
+        seed,
+        dataset,
+        fmt="csv",
+        encoding=encoding,
+        defect_rate=defect_rate,
+        exchange_date=exchange_date,
+    )
 
 
 def write_big_delivery(

@@ -37,11 +37,13 @@ def upgrade() -> None:
         sa.Column("lake_path", sa.Text),
         sa.Column("raw_path", sa.Text),
         sa.PrimaryKeyConstraint("delivery_id", name="pk_deliveries"),
-        sa.UniqueConstraint("dataset", "exchange_date", "sha256",
-                            name="uq_deliveries_dataset_exchange_date_sha256"),
+        sa.UniqueConstraint(
+            "dataset", "exchange_date", "sha256", name="uq_deliveries_dataset_exchange_date_sha256"
+        ),
     )
-    op.create_index("ix_deliveries_dataset_exchange_date", "deliveries",
-                    ["dataset", "exchange_date"])
+    op.create_index(
+        "ix_deliveries_dataset_exchange_date", "deliveries", ["dataset", "exchange_date"]
+    )
     op.create_table(
         "rejects",
         sa.Column("delivery_id", sa.String(64), nullable=False),
