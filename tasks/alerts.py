@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -45,25 +45,22 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from sqlalchemy import (
     ColumnElement,
     Connection,
     String,
-    Table,
     delete,
-    distinct,
     func,
     insert,
-    literal,
     select,
-    union_all,
 )
 
 from datashare.errors import ConfigurationError
 from expectations.contract import get_contract, load_contracts
-from warehouse.bulk import fetch_arrow, load_arrow, staging
-from warehouse.history import history_schema
+from warehouse.bulk import fetch_arrow, is_postgres, load_arrow, staging
+from warehouse.history import history_schema, rows_as_of
 from warehouse.tables import (
     deliveries,
     history_merges,
@@ -210,11 +207,18 @@ def read_current(
     table = history_tables[dataset]
     names = list(dict.fromkeys([*columns, "delivery_id", "source_file"]))
     full = history_schema(contract)
-    query = select(*(table.c[n] for n in names)).where(valid_on(table, as_of))
-    if where is not None:
-        query = query.where(where)
-    query = query.order_by(*(table.c[k] for k in contract.key))
-    rows = fetch_arrow(conn, query, pa.schema([full.field(n) for n in names]))
+    if is_postgres(conn):
+        query = select(*(table.c[n] for n in names)).where(valid_on(table, as_of))
+        if where is not None:
+            query = query.where(where)
+        query = query.order_by(*(table.c[k] for k in contract.key))
+        rows = fetch_arrow(conn, query, pa.schema([full.field(n) for n in names]))
+    else:
+        # SQLite compares keys (text, dates as ISO text, numbers) as Arrow does: sorting here
+        # gives its ORDER BY's order for a fraction of its time (keys are unique on a date).
+        rows = rows_as_of(conn, dataset, as_of, [*names, *contract.key], where)
+        order = pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in contract.key])
+        rows = rows.take(order).select(names)
     frame = rows.to_pandas(types_mapper=_PANDAS_TYPES.get, date_as_object=False)
     for name in names:
         if pa.types.is_date(full.field(name).type):
@@ -512,12 +516,7 @@ def _person_findings(
     """Findings whose subject is a person (found: person_key, id_number, name, severity,
     evidence[, village_code]); roster membership fills household, town and village."""
     m = facts.members[["person_key", "household_id", "name", "town", "village"]]
-    out = found.reset_index(drop=True).merge(
-        m.rename(columns={"name": "roster_name"}),
-        on="person_key",
-        how="left",
-        validate="many_to_one",
-    )
+    out = _lookup(found.reset_index(drop=True), m.rename(columns={"name": "roster_name"}))
     town, village = out["town"], out["village"]
     if "village_code" in out:  # persons off the roster: the department's village code
         div = divisions().set_index("village_code")
@@ -542,6 +541,32 @@ def _person_findings(
             "pushed_to": pushed,
         }
     )
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    array = pa.array(values.astype("string[pyarrow]").array)
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return array.cast(pa.large_string())
+
+
+def _lookup(left: pd.DataFrame, right: pd.DataFrame, on: str = "person_key") -> pd.DataFrame:
+    """left.merge(right, on=on, how="left", validate="many_to_one") for text columns, by an
+    Arrow hash lookup: pandas' merge factorises and sorts both sides' keys (a 700k-row right
+    side six times per evaluation was a fifth of it)."""
+    names = [c for c in right.columns if c != on]
+    if set(names) & set(left.columns) or not all(
+        isinstance(right[c].dtype, pd.StringDtype) for c in [on, *names]
+    ):
+        return left.merge(right, on=on, how="left", validate="many_to_one")
+    keys = _arrow_text(right[on])
+    if pc.count_distinct(keys, mode="all").as_py() != len(keys):
+        raise pd.errors.MergeError(
+            "Merge keys are not unique in right dataset; not a many-to-one merge"
+        )
+    wanted = _arrow_text(left[on])
+    where = pc.index_in(wanted, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False)
+    taken = {c: right[c].array.take(where, allow_fill=True) for c in names}
+    return left.assign(**{c: pd.Series(v, index=left.index) for c, v in taken.items()})
 
 
 def _severity(condition: pd.Series | np.ndarray, yes: str, no: str) -> np.ndarray:
@@ -969,17 +994,27 @@ def id_names(conn: Connection, as_of: date, only: pd.Index | None = None) -> pd.
         with staging(
             conn, "tmp_alert_keys", [("person_key", String(32))], keys, primary_key=["person_key"]
         ) as stage:
-            return _id_names(conn, as_of, stage)
-    return _id_names(conn, as_of, None)
+            return _id_names(
+                conn,
+                as_of,
+                lambda dataset, column: column.in_(select(stage.c.person_key)),
+            )
+    return _id_names(conn, as_of, lambda dataset, column: None)
 
 
-def _id_names(conn: Connection, as_of: date, stage: Table | None) -> pd.DataFrame:
+def _id_names(
+    conn: Connection,
+    as_of: date,
+    where: Callable[[str, ColumnElement[Any]], ColumnElement[bool] | None],
+) -> pd.DataFrame:
+    """id_names with a condition per dataset (given its person_key column)."""
     parts = []
     for dataset, dept, id_col, name_col in _name_pairs():
         key_col = person_key_column(id_col)
         column = history_tables[dataset].c[key_col]
-        where = None if stage is None else column.in_(select(stage.c.person_key))
-        rows = read_current(conn, dataset, as_of, [key_col, id_col, name_col], where=where)
+        rows = read_current(
+            conn, dataset, as_of, [key_col, id_col, name_col], where=where(dataset, column)
+        )
         rows = rows.loc[rows[key_col].notna()].drop_duplicates([key_col, name_col])
         parts.append(
             pd.DataFrame(
@@ -1002,39 +1037,125 @@ _SPACES = (" ", "\u3000", "\t", "\n", "\r", "\xa0")
 _DOTS = ("•", "‧", "・", ".", "．")
 
 
-def _comparable_sql(name: Any) -> Any:
-    """SQL form of normalise_names without NFKC (done at intake): equal here => equal there."""
+def _comparable(names: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """normalise_names without NFKC (done at intake): equal here => equal there."""
     for space in _SPACES:
-        name = func.replace(name, space, "")
+        names = pc.replace_substring(names, space, "")
     for dot in _DOTS:
-        name = func.replace(name, dot, "·")
-    return name
+        names = pc.replace_substring(names, dot, "·")
+    return names
 
 
-def _name_clash_candidates(conn: Connection, as_of: date) -> pd.Index:
-    """Persons whose current names differ across departments, found inside the database.
+def name_keys(conn: Connection, as_of: date) -> pa.Table:
+    """Every current (person, name) pair of every dataset, unordered and without lineage.
 
-    Only these (a few in a thousand) are read back for DQ-01; reading every id/name pair of
-    every dataset was most of the evaluation's time at city scale.
+    Columns dataset, dept, lead (the row's first key column, as text: how DQ-01 finds the
+    rows again through the primary key), person_key, name. Rows without a person_key are
+    left out; rows without a name are kept (id_names keeps them).
     """
     parts = []
     for dataset, dept, id_col, name_col in _name_pairs():
         table = history_tables[dataset]
-        key = table.c[person_key_column(id_col)]
-        parts.append(
-            select(
-                key.label("person_key"),
-                _comparable_sql(table.c[name_col]).label("norm"),
-                literal(dept).label("dept"),
-            ).where(valid_on(table, as_of), key.is_not(None), table.c[name_col].is_not(None))
+        lead = get_contract(dataset).key[0]
+        key_col = person_key_column(id_col)
+        rows = rows_as_of(
+            conn, dataset, as_of, [lead, key_col, name_col], where=table.c[key_col].is_not(None)
         )
-    pairs = union_all(*parts).subquery("pairs")
-    query = (
-        select(pairs.c.person_key)
-        .group_by(pairs.c.person_key)
-        .having((func.count(distinct(pairs.c.norm)) > 1) & (func.count(distinct(pairs.c.dept)) > 1))
+        n = rows.num_rows
+        parts.append(
+            pa.table(
+                {
+                    "dataset": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(n, np.int32)), pa.array([dataset])
+                    ),
+                    "dept": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(n, np.int32)), pa.array([dept])
+                    ),
+                    "lead": rows.column(lead).cast(pa.string()),
+                    "person_key": rows.column(key_col).cast(pa.string()),
+                    "name": rows.column(name_col).cast(pa.string()),
+                }
+            )
+        )
+    return pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
+
+
+def _name_clash_candidates(pairs: pa.Table) -> pd.Index:
+    """Persons whose current names differ across departments (before NFKC): the only persons
+    DQ-01 reads back with their lineage (a few in a thousand).
+
+    The same test the exact one (normalise_names, in _dq01) makes, on the cheaper comparable
+    form: a superset of the exact clashes.
+    """
+    named = pairs.filter(pc.is_valid(pairs.column("name")))
+    frame = pa.table(
+        {
+            "person_key": named.column("person_key"),
+            "name": named.column("name"),
+            "dept": named.column("dept").cast(pa.string()),
+        }
     )
-    return pd.Index([row[0] for row in conn.execute(query)], dtype="string")
+    with duckdb.connect() as duck:
+        duck.register("pairs", frame)
+        # Two names (as delivered) in two departments first: comparable names can only
+        # differ where the names do, so only those persons' names are made comparable.
+        maybe = duck.sql(
+            "SELECT person_key, name, dept FROM pairs WHERE person_key IN ("
+            "SELECT person_key FROM pairs GROUP BY person_key "
+            "HAVING min(name) <> max(name) AND min(dept) <> max(dept))"
+        ).arrow()
+        if hasattr(maybe, "read_all"):
+            maybe = maybe.read_all()
+        duck.register("maybe", maybe.set_column(1, "norm", _comparable(maybe.column("name"))))
+        keys = duck.sql(
+            "SELECT person_key FROM maybe GROUP BY person_key "
+            "HAVING count(DISTINCT norm) > 1 AND count(DISTINCT dept) > 1"
+        ).fetchnumpy()["person_key"]
+    return pd.Index(list(keys), dtype="string")
+
+
+def _id_names_of(conn: Connection, as_of: date, only: pd.Index, pairs: pa.Table) -> pd.DataFrame:
+    """id_names(conn, as_of, only), looked up through the primary keys of the history tables.
+
+    `pairs` (name_keys) gives, per dataset, the first key column of every row of those
+    persons: the rows are then probed by key (indexed) instead of scanning each table for
+    the person_key (not indexed). Same rows, same order, same frame as id_names.
+    """
+    wanted = pairs.filter(
+        pc.is_in(
+            pairs.column("person_key"), value_set=pa.array(list(only.astype(str)), pa.string())
+        )
+    )
+    leads = (
+        pa.table(
+            {
+                "dataset": wanted.column("dataset").cast(pa.string()),
+                "value": wanted.column("lead"),
+            }
+        )
+        .group_by(["dataset", "value"])
+        .aggregate([])
+    )
+    keys = pa.table({"person_key": pa.array(list(only.astype(str)), pa.string())})
+    with (
+        staging(
+            conn, "tmp_alert_keys", [("person_key", String(32))], keys, primary_key=["person_key"]
+        ) as key_stage,
+        staging(
+            conn,
+            "tmp_alert_leads",
+            [("dataset", String(32)), ("value", String())],
+            leads,
+            primary_key=["dataset", "value"],
+        ) as lead_stage,
+    ):
+
+        def where(dataset: str, column: ColumnElement[Any]) -> ColumnElement[bool]:
+            lead = history_tables[dataset].c[get_contract(dataset).key[0]]
+            values = select(lead_stage.c.value).where(lead_stage.c.dataset == dataset)
+            return lead.in_(values) & column.in_(select(key_stage.c.person_key))
+
+        return _id_names(conn, as_of, where)
 
 
 def _dq01(conn: Connection, facts: Facts) -> pd.DataFrame:
@@ -1051,10 +1172,11 @@ def _dq01(conn: Connection, facts: Facts) -> pd.DataFrame:
         .drop_duplicates()
     )
     n_homes = homes.groupby("person_key")["household_id"].nunique()
-    candidates = _name_clash_candidates(conn, facts.as_of).union(
+    pairs = name_keys(conn, facts.as_of)
+    candidates = _name_clash_candidates(pairs).union(
         pd.Index(n_homes.index[n_homes >= 2], dtype="string")
     )
-    seen = id_names(conn, facts.as_of, candidates)
+    seen = _id_names_of(conn, facts.as_of, candidates, pairs)
     named = seen.loc[seen["norm"].notna()]
     g = named.groupby("person_key")
     stats = pd.DataFrame({"names": g["norm"].nunique(), "depts": g["dept"].nunique()})

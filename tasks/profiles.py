@@ -16,22 +16,27 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, select
 
 from tasks.alerts import (
     DEPT_ORDER,
     Facts,
+    _arrow_text,
     ages,
     alerts_frame,
     divisions,
     household_burden,
-    id_names,
     load_department_facts,
     load_facts,
+    name_keys,
     read_current,
 )
+from warehouse.bulk import fetch_arrow
 from warehouse.tables import person_sources
 
 PERSON_COLUMNS = [
@@ -161,33 +166,93 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
 
 
 def _seen(conn: Connection, as_of: date) -> pd.DataFrame:
-    """Persons first seen on or before as_of, with the departments that hold them."""
+    """Persons first seen on or before as_of, with the departments that hold them.
+
+    person_key, the smallest id_number seen with it, sources (its departments in DEPT_ORDER,
+    comma-separated); one row per person, ordered by person_key. Aggregated in DuckDB (a
+    million persons: pandas' per-group join took most of person_profile's time).
+    """
     ps = person_sources.c
-    rows = pd.read_sql(
-        select(ps.person_key, ps.id_number, ps.dept).where(ps.first_seen <= as_of), conn
+    rows = fetch_arrow(
+        conn,
+        select(ps.person_key, ps.id_number, ps.dept).where(ps.first_seen <= as_of),
+        pa.schema([("person_key", pa.string()), ("id_number", pa.string()), ("dept", pa.string())]),
     )
-    rows = rows.assign(order=rows["dept"].map({d: i for i, d in enumerate(DEPT_ORDER)}))
-    depts = (
-        rows[["person_key", "dept", "order"]]
-        .drop_duplicates()
-        .sort_values(["person_key", "order", "dept"])
+    order = pa.table(
+        {"dept": pa.array(list(DEPT_ORDER)), "rank": pa.array(range(len(DEPT_ORDER)), pa.int64())}
     )
-    joined = depts.groupby("person_key")["dept"].agg(",".join)
-    ids = rows.sort_values(["person_key", "id_number"]).drop_duplicates("person_key")
-    return (
-        ids[["person_key", "id_number"]]
-        .assign(sources=ids["person_key"].map(joined))
-        .reset_index(drop=True)
+    with duckdb.connect() as duck:
+        duck.register("seen", rows)
+        duck.register("dept_order", order)
+        people = duck.sql(
+            "WITH depts AS (SELECT DISTINCT person_key, dept FROM seen) "
+            "SELECT i.person_key, i.id_number, d.sources FROM "
+            "(SELECT person_key, min(id_number) AS id_number FROM seen GROUP BY person_key) i "
+            "JOIN (SELECT person_key, string_agg(dept, ',' ORDER BY rank NULLS LAST, dept) "
+            "AS sources FROM depts LEFT JOIN dept_order USING (dept) GROUP BY person_key) d "
+            "USING (person_key) ORDER BY i.person_key"
+        ).fetchnumpy()
+    return pd.DataFrame(
+        {c: pd.array(people[c], dtype="string") for c in ("person_key", "id_number", "sources")}
     )
 
 
 def _pick(keys: pd.Series, values: pd.Series) -> pd.Series:
-    """values[key] for each key (NA where absent); values has a unique index."""
-    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+    """values[key] for each key (NA where absent); values has a unique index.
+
+    values.reindex(keys) by an Arrow hash lookup when both are text (reindexing a text index
+    by 800k keys, twenty times, was a sixth of person_profile).
+    """
+    index = values.index
+    text = isinstance(index.dtype, pd.StringDtype) and isinstance(keys.dtype, pd.StringDtype)
+    if not text or not index.is_unique:
+        return values.reindex(keys.to_numpy()).set_axis(keys.index)
+    where = pc.index_in(_arrow_text(keys), value_set=_arrow_text(pd.Series(index)))
+    where = where.fill_null(-1).to_numpy(zero_copy_only=False)
+    array = values.array
+    if isinstance(array, pd.arrays.NumpyExtensionArray):
+        taken = pd.api.extensions.take(array.to_numpy(), where, allow_fill=True)
+    else:
+        taken = array.take(where, allow_fill=True)
+    return pd.Series(taken, index=keys.index, name=values.name)
 
 
 def _first_by(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return frame.sort_values(order).drop_duplicates("person_key").set_index("person_key")
+
+
+def _first_names(conn: Connection, as_of: date) -> pd.Series:
+    """Per person_key, the first current name in department order, then dataset, then name.
+
+    Over every id/name pair of current data (tasks.alerts.name_keys: one narrow read per
+    dataset, no lineage), picked in DuckDB; strings compare by code point, as in pandas.
+    """
+    pairs = name_keys(conn, as_of)
+    named = pairs.filter(pc.is_valid(pairs.column("name")))
+    frame = pa.table(
+        {
+            "person_key": named.column("person_key"),
+            "name": named.column("name"),
+            "dataset": named.column("dataset").cast(pa.string()),
+            "dept": named.column("dept").cast(pa.string()),
+        }
+    )
+    order = pa.table(
+        {"dept": pa.array(list(DEPT_ORDER)), "rank": pa.array(range(len(DEPT_ORDER)), pa.int64())}
+    )
+    with duckdb.connect() as duck:
+        duck.register("named", frame)
+        duck.register("dept_order", order)
+        first = duck.sql(
+            "SELECT DISTINCT ON (person_key) person_key, name "
+            "FROM named JOIN dept_order USING (dept) "
+            "ORDER BY person_key, rank, dataset, name"
+        ).fetchnumpy()
+    return pd.Series(
+        pd.array(first["name"], dtype="string[pyarrow]"),
+        index=pd.Index(first["person_key"], name="person_key", dtype="string[pyarrow]"),
+        name="name",
+    )
 
 
 def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
@@ -199,9 +264,7 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     ids = people["id_number"].astype("string")
 
     # Names: the roster's, else the first current record (department order, then dataset).
-    named = id_names(conn, as_of).dropna(subset=["name"])
-    named = named.assign(order=named["dept"].map({d: i for i, d in enumerate(DEPT_ORDER)}))
-    other_name = _first_by(named, ["person_key", "order", "dataset", "name"])["name"]
+    other_name = _first_names(conn, as_of)
 
     mz = facts.extra["MZ_DIBAO"]
     mz = _first_by(
