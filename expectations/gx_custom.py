@@ -144,6 +144,22 @@ def hides_values(expectation: object) -> bool:
 # --- rendering helpers ---------------------------------------------------------------------------
 
 
+
+def _finish_template(cls: Any, renderer_configuration: Any, template: str) -> Any:
+    """The common tail of an atomic renderer: the `mostly` share, then the column name."""
+    params = renderer_configuration.params
+    if params.mostly and params.mostly.value < 1.0:
+        renderer_configuration = cls._add_mostly_pct_param(
+            renderer_configuration=renderer_configuration
+        )
+        template += ", at least $mostly_pct % of the time."
+    else:
+        template += "."
+    if renderer_configuration.include_column_name:
+        template = f"$column {template}"
+    renderer_configuration.template_str = template
+    return renderer_configuration
+
 def _mostly_suffix(params: dict[str, Any]) -> str:
     mostly = params.get("mostly")
     if isinstance(mostly, (int, float)) and mostly < 1.0:
@@ -219,17 +235,7 @@ class ExpectColumnValuesToBeValidId18(_HidesValues, ColumnMapExpectation):
         template = "values must be valid GB 11643 id numbers"
         if params.exchange_date:
             template += " born no later than $exchange_date"
-        if params.mostly and params.mostly.value < 1.0:
-            renderer_configuration = cls._add_mostly_pct_param(
-                renderer_configuration=renderer_configuration
-            )
-            template += ", at least $mostly_pct % of the time."
-        else:
-            template += "."
-        if renderer_configuration.include_column_name:
-            template = f"$column {template}"
-        renderer_configuration.template_str = template
-        return renderer_configuration
+        return _finish_template(cls, renderer_configuration, template)
 
     @classmethod
     @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
@@ -292,18 +298,7 @@ class ExpectColumnValuesToBeValidCreditCode(_HidesValues, ColumnMapExpectation):
         renderer_configuration.add_param(name="column", param_type=RendererValueType.STRING)
         renderer_configuration.add_param(name="mostly", param_type=RendererValueType.NUMBER)
         template = "values must be valid GB 32100 unified social credit codes"
-        params = renderer_configuration.params
-        if params.mostly and params.mostly.value < 1.0:
-            renderer_configuration = cls._add_mostly_pct_param(
-                renderer_configuration=renderer_configuration
-            )
-            template += ", at least $mostly_pct % of the time."
-        else:
-            template += "."
-        if renderer_configuration.include_column_name:
-            template = f"$column {template}"
-        renderer_configuration.template_str = template
-        return renderer_configuration
+        return _finish_template(cls, renderer_configuration, template)
 
     @classmethod
     @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
