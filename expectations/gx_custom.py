@@ -144,7 +144,6 @@ def hides_values(expectation: object) -> bool:
 # --- rendering helpers ---------------------------------------------------------------------------
 
 
-
 def _finish_template(cls: Any, renderer_configuration: Any, template: str) -> Any:
     """The common tail of an atomic renderer: the `mostly` share, then the column name."""
     params = renderer_configuration.params
@@ -159,6 +158,7 @@ def _finish_template(cls: Any, renderer_configuration: Any, template: str) -> An
         template = f"$column {template}"
     renderer_configuration.template_str = template
     return renderer_configuration
+
 
 def _mostly_suffix(params: dict[str, Any]) -> str:
     mostly = params.get("mostly")
