@@ -208,7 +208,9 @@ def publish(
 @app.command()
 def demo(
     households: Annotated[int, typer.Option(help="Size of the synthetic county.")] = 400,
-    days: Annotated[int, typer.Option(help="Nights to run.")] = 4,
+    days: Annotated[
+        int, typer.Option(help="Nights to run (7: a week closes, its report is built).")
+    ] = 7,
     start: Annotated[str, typer.Option(help="First exchange date.")] = "2025-03-10",
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic county.")] = 7,
     home: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path("var/demo"),
