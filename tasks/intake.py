@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,7 @@ def intake_delivery(
         return summary("unchanged", reason=f"already recorded as {status}")
 
     raw_rel = lake_path("raw", contract.dataset, ref.exchange_date, f"{did}__{ref.file_name}")
-    base = dict(
+    base: dict[str, Any] = dict(
         delivery_id=did,
         dept=contract.dept,
         dataset=contract.dataset,
@@ -221,7 +222,7 @@ def intake_delivery(
     missing = [c for c in raw.missing_columns if c in contract.required_columns]
     if missing:
         headers = "、".join(f"{contract.column(c).header}（{c}）" for c in missing)
-        err = LayoutError(
+        err: DeliveryError = LayoutError(
             f"缺少必需列：{headers}",
             dept=contract.dept,
             dataset=contract.dataset,
@@ -344,7 +345,7 @@ def intake_delivery(
 
 def _record_failure(
     engine: Engine,
-    base: dict[str, object],
+    base: dict[str, Any],
     err: DeliveryError,
     *,
     rows_in: int,

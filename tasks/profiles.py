@@ -298,7 +298,7 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
             .fillna(_pick(keys, other_name).astype("string")),
             "household_id": _pick(keys, m["household_id"]).astype("string"),
             "gender": pd.Series(
-                np.where(digit17.isna(), None, np.where(digit17 % 2 == 1, "男", "女")),
+                np.where(digit17.isna(), None, np.where(digit17 % 2 == 1, "男", "女")),  # type: ignore[call-overload]
                 index=keys.index,
                 dtype="string",
             ),

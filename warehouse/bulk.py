@@ -91,8 +91,8 @@ def _literal_sql(conn: Connection, statement: Executable) -> str:
     # Only our own dates, flags and names are bound here; rendering them inline lets the
     # statement run inside COPY, which takes no parameters.
     return str(
-        statement.compile(
-            dialect=conn.dialect,  # type: ignore[attr-defined]
+        statement.compile(  # type: ignore[attr-defined]
+            dialect=conn.dialect,
             compile_kwargs={"literal_binds": True},
         )
     )
@@ -113,7 +113,7 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
         driver = conn.connection.driver_connection
         chunks: list[bytes] = []
         with (
-            driver.cursor() as cursor,
+            driver.cursor() as cursor,  # type: ignore[union-attr]
             cursor.copy(  # type: ignore[union-attr]
                 f"COPY ({sql}) TO STDOUT (FORMAT csv)"
             ) as copy,
