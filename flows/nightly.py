@@ -209,15 +209,24 @@ def raise_alerts_task(
         engine.dispose()
 
 
+FRESHNESS_SHOWN = ("dept", "dataset", "state")
+
+
 @task(name="check_freshness", cache_policy=NO_CACHE)
-def check_freshness_task(config: RunConfig, exchange_date: date) -> pd.DataFrame:
-    """Judge the expected deliveries of the date (on time, late, missing, failed)."""
+def check_freshness_task(config: RunConfig, exchange_date: date) -> list[dict[str, str]]:
+    """Judge the expected deliveries of the date (on time, late, missing, failed).
+
+    Returns one small record per expected delivery (dept, dataset, state), not the frame.
+    """
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         with engine.begin() as conn:
-            return check_freshness(conn, exchange_date, datetime.now(UTC), datasets=config.datasets)
+            judged = check_freshness(
+                conn, exchange_date, datetime.now(UTC), datasets=config.datasets
+            )
     finally:
         engine.dispose()
+    return judged[list(FRESHNESS_SHOWN)].astype(str).to_dict("records")
 
 
 @task(name="mirror_to_lake", cache_policy=NO_CACHE)
@@ -301,7 +310,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             summaries = take_in_night(exchange_date, config)
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             alerts = raise_alerts_task(config, exchange_date, rebuilt)
-            fresh = cast(pd.DataFrame, check_freshness_task(config, exchange_date))
+            judged = cast(list[dict[str, str]], check_freshness_task(config, exchange_date))
             mirror_task(config, sorted({s.dataset for s in summaries if s.status == "loaded"}))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
@@ -312,6 +321,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
     finally:
         engine.dispose()
 
+    fresh = pd.DataFrame(judged, columns=list(FRESHNESS_SHOWN))
     states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
     logger.info(
         "%s: %d deliveries (%s); %d open alerts; publication %s",
@@ -373,7 +383,7 @@ def _artifacts(
     if len(fresh):
         create_table_artifact(
             key=f"freshness-{day}",
-            table=fresh[["dept", "dataset", "state"]].to_dict("records"),
+            table=fresh.to_dict("records"),
             description=f"应报交付 {exchange_date}：按时、迟报、缺报、退回",
         )
     docs = Path(config.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html"

@@ -42,17 +42,10 @@ from tasks.landing import DeliveryRef
 from tasks.read import read_delivery
 from tasks.validate import REJECT_COLUMNS, Validated, check_conservation, validate_rows
 from warehouse import ledger
-from warehouse.history import MergeOrderError, merge_delivery, rebuild_from
+from warehouse.history import MergeOrderError, accepted_schema, merge_delivery, rebuild_from
 from warehouse.lake import lake_path, write_bytes_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "date": pa.date32(),
-    "int": pa.int64(),
-    "decimal": pa.float64(),
-    "bool": pa.bool_(),
-}
 
 
 @dataclass(frozen=True)
@@ -85,23 +78,12 @@ class IntakeSummary:
     rebuilt_from: date | None = None  # history re-derived from this date (past re-delivery)
 
 
-def arrow_schema(contract: Contract) -> pa.Schema:
-    """The Parquet schema of a dataset's accepted rows, with lineage columns."""
-    fields = [pa.field(c.name, _ARROW_TYPES.get(c.type, pa.string())) for c in contract.columns]
-    fields += [
-        pa.field("delivery_id", pa.string()),
-        pa.field("source_file", pa.string()),
-        pa.field("source_row", pa.int64()),
-    ]
-    return pa.schema(fields)
-
-
 def to_arrow_table(
     accepted: pd.DataFrame, contract: Contract, delivery_id: str, source_file: str
 ) -> pa.Table:
     """The accepted rows as Arrow, in the lake schema, column by column (no copy of the frame;
     dates cast in Arrow, never through Python date objects)."""
-    schema = arrow_schema(contract)
+    schema = accepted_schema(contract)  # what the lake keeps and merge_delivery expects
     n = len(accepted)
     lineage = {"delivery_id": delivery_id, "source_file": source_file}
     columns = []

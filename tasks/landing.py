@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from expectations.contract import Contract
+from warehouse.db import normalise_url
 
 __all__ = [
     "EXTENSIONS",
@@ -186,7 +187,7 @@ class SqlViewLanding:
             return []
         where = make_url(self.url).render_as_string(hide_password=True)
         refs: list[DeliveryRef] = []
-        engine = create_engine(_sqlalchemy_url(self.url))
+        engine = create_engine(normalise_url(self.url))
         try:
             with engine.connect() as conn:
                 for c in wanted:
@@ -215,7 +216,7 @@ class SqlViewLanding:
         from expectations.contract import load_contracts
 
         contract = load_contracts()[ref.dataset]
-        engine = create_engine(_sqlalchemy_url(self.url))
+        engine = create_engine(normalise_url(self.url))
         try:
             with engine.connect() as conn:
                 result = conn.execute(
@@ -238,12 +239,6 @@ def _header(contract: Contract, name: str) -> str:
         if column.name == name:
             return column.header
     return name
-
-
-def _sqlalchemy_url(url: str) -> str:
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return url
 
 
 def open_landing(

@@ -16,7 +16,8 @@ from datashare.errors import WarehouseUnavailable
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _normalise_url(url: str) -> str:
+def normalise_url(url: str) -> str:
+    """A URL as SQLAlchemy needs it: the plain libpq form gets the psycopg 3 driver."""
     # psycopg 3 is the driver we ship; accept the plain libpq form of a URL.
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -27,7 +28,7 @@ def _normalise_url(url: str) -> str:
 
 def connect(url: str) -> Engine:
     """An engine for the warehouse; SQLite gets WAL, a busy timeout and foreign keys."""
-    url = _normalise_url(url)
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

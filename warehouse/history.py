@@ -78,7 +78,7 @@ from warehouse.tables import (
 
 log = logging.getLogger(__name__)
 
-# Arrow types of the accepted rows (the same mapping as tasks.intake.arrow_schema).
+# Arrow types of the accepted rows (the lake's Parquet schema: accepted_schema).
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "int": pa.int64(),
