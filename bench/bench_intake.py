@@ -117,6 +117,8 @@ def _timed(
 
 def intake(path: Path, work: Path, build_docs: bool, merge: bool = True) -> dict[str, object]:
     """Take in one file with the real intake; what it did, how fast, how much memory."""
+    import pyarrow as pa
+
     import tasks.intake as intake_module
     from expectations.contract import get_contract, load_common
     from tasks.intake import IntakeOptions, intake_delivery
@@ -186,6 +188,7 @@ def intake(path: Path, work: Path, build_docs: bool, merge: bool = True) -> dict
         "intake_cpu_seconds": round(intake_cpu, 2),
         "intake_rows_per_s": round(summary.rows_in / intake_s),
         "intake_peak_rss_mb": at_merge.get("peak", round(peak / 1024)),
+        "arrow_pool": pa.default_memory_pool().backend_name,
         "merge_seconds": round(merge_s, 2) if at_merge else None,
         "merge_cpu_seconds": round(at_merge["cpu"], 2) if at_merge else None,
         "merge_peak_rss_mb": at_merge.get("merge_peak"),
@@ -264,7 +267,7 @@ def report(case: str, r: dict[str, Any]) -> str:
         f"{'':12s} (a) intake without merge: {r['intake_seconds']} s wall = "
         f"{r['intake_rows_per_s']:,} rows/s; cpu {r['intake_cpu_seconds']} s "
         f"(= {cpu_rate:,} rows per cpu-second); peak RSS {r['intake_peak_rss_mb']} MB "
-        f"(after imports {r['rss_after_imports_mb']} MB){verdict}\n"
+        f"(after imports {r['rss_after_imports_mb']} MB; Arrow pool {r['arrow_pool']}){verdict}\n"
         f"{'':12s} stages (wall / cpu): {stages}\n"
         f"{'':12s} {merge}\n"
         f"{'':12s} status {r['status']}: loaded {r['rows_loaded']:,}, quarantined "

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, func, select
@@ -725,3 +729,28 @@ def test_failure_messages_hold_no_plain_personal_data(wh: Warehouse, tmp_path: P
     assert_no_plain([*ledger_rows["reason"], *rejects["message"], *rejects["value_masked"]], plain)
     spoilt = rejects[rejects["rule"].isin(["id_checksum", "pattern"])]
     assert len(spoilt) == 12 and spoilt["value_masked"].str.contains("*", regex=False).all()
+
+
+def _pool_after_intake_import(env: dict[str, str]) -> str:
+    """The Arrow pool a fresh process uses once the intake has chosen it."""
+    script = "from tasks.intake import use_arrow_pool; print(use_arrow_pool())"
+    clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return out.stdout.strip()
+
+
+def test_intake_allocates_from_jemalloc_unless_the_environment_chooses() -> None:
+    try:
+        pa.jemalloc_memory_pool()
+        expected = "jemalloc"
+    except NotImplementedError:  # a pyarrow built without it keeps its default
+        expected = pa.default_memory_pool().backend_name
+    assert _pool_after_intake_import({}) == expected
+    assert _pool_after_intake_import({"ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"
