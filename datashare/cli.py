@@ -83,7 +83,7 @@ def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
             f"{s.rows_loaded:,}",
             f"{s.rows_rejected:,}",
             f"{s.duplicates:,}",
-            (s.reason or "").split(" (department")[0][:60],
+            (s.reason or "").split("（部门")[0][:60],
         )
     if summaries:
         table.add_section()
@@ -218,9 +218,17 @@ def demo(
 ) -> None:
     """Generate a synthetic county and run the nightly flow over several days."""
     settings = _settings(home=home, environment="demo")
+    import pandas as pd
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from datashare.synth import build_county, redeliver, truncated_snapshot, write_night
+    from datashare.synth import (
+        build_county,
+        redeliver,
+        truncated_snapshot,
+        verification_rows,
+        write_delivery,
+        write_night,
+    )
     from flows.nightly import run_nightly
 
     first = date.fromisoformat(start)
@@ -241,6 +249,15 @@ def demo(
             day = first + timedelta(days=offset)
             progress.update(job, description=f"第 {offset + 1}/{days} 夜 {day}：生成交付文件…")
             write_night(county, landing, day)
+            published_alerts = Path(str(settings.publish_dir)) / "XC" / "alerts.parquet"
+            if offset >= 1 and published_alerts.exists():
+                # The bureau checks a few of the alerts it was published last night and sends
+                # back what it found (XC_HECHA): those alerts are closed by the feedback.
+                checked = verification_rows(county, pd.read_parquet(published_alerts), day)
+                if len(checked):
+                    write_delivery(
+                        county, landing, "XC_HECHA", day, rows=checked, messy=False, defects=False
+                    )
             if offset == 1:
                 # What happens in a real county: an export cut short is refused as a whole...
                 truncated_snapshot(county, landing, "XC_HU", day, keep_fraction=0.3)
@@ -279,9 +296,10 @@ def night_line(result: NightResult) -> str:
     )
     fresh = ", ".join(f"{k} {v}" for k, v in sorted(result.freshness.items())) or "—"
     reports = f"；报告 {', '.join(result.reports)}" if result.reports else ""
+    checked = f"，核查办结累计 {result.alerts.closed}" if result.alerts.closed else ""
     return (
         f"{result.exchange_date}: 交付 {statuses or '无'}；预警 未结 {result.alerts.open}"
-        f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}）；应报 {fresh}；"
+        f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}{checked}）；应报 {fresh}；"
         f"发布 {result.publication_id}{reports}"
     )
 

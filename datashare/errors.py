@@ -59,18 +59,22 @@ class DeliveryError(DatashareError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        """The reason and where, in Chinese: it is the ledger's reason, which departments read
+        in their published 交换台账 and the reports, e.g. `缺少必需列：身份证号（id_number）
+        （部门 MZ，数据集 MZ_DIBAO，文件 MZ_DIBAO_20250312.csv，列 id_number）`.
+        """
         where = [
-            f"{k} {v}"
-            for k, v in (
-                ("department", self.dept),
-                ("dataset", self.dataset),
-                ("file", self.source_file),
-                ("row", self.row),
-                ("column", self.column),
+            text
+            for text, present in (
+                (f"部门 {self.dept}", self.dept),
+                (f"数据集 {self.dataset}", self.dataset),
+                (f"文件 {self.source_file}", self.source_file),
+                (f"第 {self.row} 行", self.row),
+                (f"列 {self.column}", self.column),
             )
-            if v is not None
+            if present is not None
         ]
-        return f"{self.reason} ({', '.join(where)})" if where else self.reason
+        return f"{self.reason}（{'，'.join(where)}）" if where else self.reason
 
 
 class UnreadableDelivery(DeliveryError):

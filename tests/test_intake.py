@@ -164,13 +164,13 @@ def assert_names_where(
     """An error names department, dataset and file (and row and column where they apply)."""
     contract = CONTRACTS[dataset]
     assert reason is not None
-    assert f"department {contract.dept}" in reason, reason
-    assert f"dataset {dataset}" in reason, reason
-    assert f"file {dataset}_" in reason, reason
+    assert f"部门 {contract.dept}" in reason, reason
+    assert f"数据集 {dataset}" in reason, reason
+    assert f"文件 {dataset}_" in reason, reason
     if row is not None:
-        assert f"row {row}" in reason, reason
+        assert f"第 {row} 行" in reason, reason
     if column is not None:
-        assert f"column {column}" in reason, reason
+        assert f"列 {column}" in reason, reason
 
 
 def _plain(value: object) -> str:
@@ -725,7 +725,7 @@ def test_failure_messages_hold_no_plain_personal_data(wh: Warehouse, tmp_path: P
     rejects = wh.rejects()
     assert {"id_checksum", "pattern", "missing_column"} <= set(rejects["rule"])
     for reason in ledger_rows["reason"]:
-        assert_names_where(reason, reason.split("dataset ")[1].split(",")[0])
+        assert_names_where(reason, reason.split("数据集 ")[1].split("，")[0])
     assert_no_plain([*ledger_rows["reason"], *rejects["message"], *rejects["value_masked"]], plain)
     spoilt = rejects[rejects["rule"].isin(["id_checksum", "pattern"])]
     assert len(spoilt) == 12 and spoilt["value_masked"].str.contains("*", regex=False).all()

@@ -2010,6 +2010,33 @@ def _xc_hecha(county: County, c: Contract, day: date) -> pd.DataFrame:
     return _frame(c, cols, k)
 
 
+_OUTCOMES = ("已纳入监测", "核实排除", "数据错误")
+
+
+def verification_rows(
+    county: County, published_alerts: pd.DataFrame, day: date, *, k: int = 3
+) -> pd.DataFrame:
+    """The bureau's verification feedback (XC_HECHA rows) on `k` of the open alerts it was
+    published: what a township clerk sends back after checking them on `day`.
+
+    Deterministic by seed and date; the outcomes go round 已纳入监测, 核实排除, 数据错误.
+    """
+    c = load_contracts()["XC_HECHA"]
+    open_ids = np.sort(
+        published_alerts.loc[published_alerts["status"] == "open", "alert_id"].to_numpy(str)
+    )
+    rng = rng_for(county.seed, "XC_HECHA-verify", day.toordinal())
+    n = min(k, len(open_ids))
+    picked = open_ids[np.sort(rng.choice(len(open_ids), size=n, replace=False))]
+    cols = {
+        "alert_id": picked.astype(object),
+        "outcome": np.asarray([_OUTCOMES[i % 3] for i in range(n)], dtype=object),
+        "checked_date": _d(day),
+        "checker": np.asarray(_CLERKS, dtype=object)[rng.integers(0, len(_CLERKS), n)],
+    }
+    return _frame(c, cols, n)
+
+
 EVENT_BUILDERS = {
     "YB_JIESUAN": _yb_jiesuan,
     "MZ_LINSHI": _mz_linshi,
