@@ -130,13 +130,14 @@ def _install_template_cache() -> None:
     view's template lookup, not its constructor: GX picks the arguments it passes to a view
     from the constructor's signature (a wrapped constructor loses the custom styles folder).
     """
-    get_template = DefaultJinjaView._get_template
-    if getattr(get_template, "_datashare_cached", False):
-        return
+    get_template = getattr(DefaultJinjaView, "_get_template", None)
+    if get_template is None or getattr(get_template, "_datashare_cached", False):
+        return  # a GX without this hook builds the same docs, only slower
 
     def cached_get_template(self: Any, template_str: str) -> Any:
-        if self.env.bytecode_cache is None:
-            self.env.bytecode_cache = _JINJA_CACHE
+        env = getattr(self, "env", None)
+        if env is not None and env.bytecode_cache is None:
+            env.bytecode_cache = _JINJA_CACHE
         return get_template(self, template_str)
 
     cached_get_template._datashare_cached = True  # type: ignore[attr-defined]

@@ -350,3 +350,23 @@ def test_suites_round_trip_and_hide_personal_values(dataset: str) -> None:
                 "expect_column_values_to_not_be_null",
             }:
                 assert hides_values(expectation), (dataset, expectation.expectation_type)
+
+
+def test_data_docs_reuse_compiled_templates(gx_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX's Data Docs views share one Jinja bytecode cache: a template compiled for one build is
+    loaded, not compiled again, by the next (and the docs are still built)."""
+    from great_expectations.render.view.view import DefaultJinjaView
+
+    from tasks import gx_validate
+
+    assert getattr(DefaultJinjaView._get_template, "_datashare_cached", False)
+    first = run(dibao(40), "MZ_DIBAO", gx_root, "cache1", previous_rows=40, docs=True)
+    assert first.docs_index is not None and first.docs_index.is_file()
+    assert gx_validate._JINJA_CACHE._code, "no Data Docs template went through the cache"
+    compiled: list[str] = []  # Jinja calls dump_bytecode only after compiling a template
+    cache = gx_validate._JINJA_CACHE
+    dump = cache.dump_bytecode
+    monkeypatch.setattr(cache, "dump_bytecode", lambda b: (compiled.append(b.key), dump(b)))
+    second = run(dibao(40), "MZ_DIBAO", gx_root, "cache2", previous_rows=40, docs=True)
+    assert second.docs_index is not None and second.docs_index.is_file()
+    assert compiled == []
