@@ -32,12 +32,19 @@ def test_upgrade_from_empty_creates_every_table(warehouse_url: str) -> None:
         engine.dispose()
 
 
+def _columns(engine: Engine) -> dict[str, list[dict[str, object]]]:
+    """Every table's columns, tables in name order (PostgreSQL lists tables in no set order:
+    catalog activity of other tests can change it between two calls)."""
+    inspector = inspect(engine)
+    return {t: inspector.get_columns(t) for t in sorted(inspector.get_table_names())}
+
+
 def test_upgrade_twice_is_a_no_op(warehouse_url: str) -> None:
     engine = _engine(warehouse_url)
     try:
-        before = {t: inspect(engine).get_columns(t) for t in inspect(engine).get_table_names()}
+        before = _columns(engine)
         upgrade(engine)
-        after = {t: inspect(engine).get_columns(t) for t in inspect(engine).get_table_names()}
+        after = _columns(engine)
         assert current_revision(engine) == head_revision()
         assert repr(before) == repr(after)
     finally:
