@@ -19,7 +19,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datashare.errors import ConfigurationError, RunLocked, WarehouseUnavailable
+from datashare.errors import (
+    ConfigurationError,
+    DeliveryError,
+    RunLocked,
+    WarehouseUnavailable,
+)
 from datashare.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,7 +88,7 @@ def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
             f"{s.rows_loaded:,}",
             f"{s.rows_rejected:,}",
             f"{s.duplicates:,}",
-            (s.reason or "").split("（部门")[0][:60],
+            DeliveryError.reason_of(s.reason or "")[:60],
         )
     if summaries:
         table.add_section()
@@ -253,7 +258,8 @@ def demo(
             if offset >= 1 and published_alerts.exists():
                 # The bureau checks a few of the alerts it was published last night and sends
                 # back what it found (XC_HECHA): those alerts are closed by the feedback.
-                checked = verification_rows(county, pd.read_parquet(published_alerts), day)
+                alerts = pd.read_parquet(published_alerts, columns=["alert_id", "status"])
+                checked = verification_rows(county, alerts, day)
                 if len(checked):
                     write_delivery(
                         county, landing, "XC_HECHA", day, rows=checked, messy=False, defects=False

@@ -76,6 +76,11 @@ class DeliveryError(DatashareError):
         ]
         return f"{self.reason}（{'，'.join(where)}）" if where else self.reason
 
+    @staticmethod
+    def reason_of(text: str) -> str:
+        """The reason part of a recorded `str(error)`, without the where (for narrow tables)."""
+        return text.split("（部门 ")[0]
+
 
 class UnreadableDelivery(DeliveryError):
     """The file cannot be decoded or parsed at all."""

@@ -2003,14 +2003,11 @@ def _xc_hecha(county: County, c: Contract, day: date) -> pd.DataFrame:
     rules = np.asarray(["YB-01", "ZJ-01", "SL-01", "INC-01", "RS-01"])[rng.integers(0, 5, k)]
     cols = {
         "alert_id": _join(rules, "-", pick["household_id"].to_numpy().astype(str)),
-        "outcome": rng.choice(["已纳入监测", "核实排除", "数据错误"], size=k).astype(object),
+        "outcome": rng.choice(list(c.column("outcome").values), size=k).astype(object),
         "checked_date": _d(day),
         "checker": np.asarray(_CLERKS, dtype=object)[rng.integers(0, len(_CLERKS), k)],
     }
     return _frame(c, cols, k)
-
-
-_OUTCOMES = ("已纳入监测", "核实排除", "数据错误")
 
 
 def verification_rows(
@@ -2019,9 +2016,10 @@ def verification_rows(
     """The bureau's verification feedback (XC_HECHA rows) on `k` of the open alerts it was
     published: what a township clerk sends back after checking them on `day`.
 
-    Deterministic by seed and date; the outcomes go round 已纳入监测, 核实排除, 数据错误.
+    Deterministic by seed and date; the outcomes go round the contract's values in order.
     """
     c = load_contracts()["XC_HECHA"]
+    outcomes = c.column("outcome").values
     open_ids = np.sort(
         published_alerts.loc[published_alerts["status"] == "open", "alert_id"].to_numpy(str)
     )
@@ -2030,7 +2028,7 @@ def verification_rows(
     picked = open_ids[np.sort(rng.choice(len(open_ids), size=n, replace=False))]
     cols = {
         "alert_id": picked.astype(object),
-        "outcome": np.asarray([_OUTCOMES[i % 3] for i in range(n)], dtype=object),
+        "outcome": np.asarray([outcomes[i % len(outcomes)] for i in range(n)], dtype=object),
         "checked_date": _d(day),
         "checker": np.asarray(_CLERKS, dtype=object)[rng.integers(0, len(_CLERKS), n)],
     }
