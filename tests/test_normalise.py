@@ -84,7 +84,7 @@ def test_id18_accepted_forms(raw: str, expected: str) -> None:
         (valid_id("61032719900231123"), "id_birth_date"),  # 31 February
         (GOOD[:16], "id_length"),
         (GOOD + "1", "id_length"),
-        ("6103271990010112AB", "id_length"),
+        ("6103271990010112AB", "id_chars"),  # letters: a character defect, not length
         ("6.10327E+17", "id_excel_float"),
         ("6.10327199001011E+17", "id_excel_float"),
         ("610327199001011000", "id_excel_float"),  # 18 digits ending 000, check fails

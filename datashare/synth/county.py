@@ -63,7 +63,7 @@ from datashare.synth.names import (
     force_rare_names,
 )
 from expectations.contract import Common, Contract, load_common, load_contracts
-from tasks.checks import id18_check_char
+from tasks.identity_codes import CC_ALPHABET, credit_code_check_char, id18_check_char
 
 DIVISIONS_CSV = Path(expectations.__file__).parent / "reference" / "divisions.csv"
 COUNTY_NAME = "陇县"
@@ -237,11 +237,8 @@ def _gb11714(code8: str) -> str:
 
 def credit_code(prefix: str, area: str, code8: str) -> str:
     """A unified social credit code (GB 32100) with correct check characters."""
-    chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-    weights = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
     body = prefix + area + _gb11714(code8)
-    total = sum(chars.index(c) * w for c, w in zip(body, weights, strict=True))
-    return body + chars[(31 - total % 31) % 31]
+    return body + credit_code_check_char([body])[0]
 
 
 def load_divisions(path: Path = DIVISIONS_CSV) -> pd.DataFrame:
@@ -775,7 +772,7 @@ def _employers(rng: np.random.Generator, divisions: pd.DataFrame) -> pd.DataFram
         "家政服务",
         "农业开发",
     )
-    chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    chars = CC_ALPHABET
     rows = []
     for i in range(60):
         place = places[i % len(places)]
