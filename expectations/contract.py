@@ -88,6 +88,10 @@ class RowRule(_Model):
     signs: dict[str, Literal["non_negative", "non_positive"]] = Field(default_factory=dict)
     min_age: int | None = None
     zero_counts_as_absent: bool = False
+    # A group rule: it looks across the rows sharing this column's value (e.g. a household)
+    # and is judged after identical duplicates are collapsed; its message names the rows of
+    # the group that break it.
+    group_by: str | None = None
 
 
 class Derivation(_Model):
@@ -151,6 +155,8 @@ class Contract(_Model):
                 missing.append(rule.when.column)
             if rule.by and rule.by not in names:
                 missing.append(rule.by)
+            if rule.group_by and rule.group_by not in names:
+                missing.append(rule.group_by)
         for d in self.derive:
             missing += [c for c in (d.column, d.from_column) if c not in names]
         if missing:

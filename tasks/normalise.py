@@ -5,10 +5,14 @@ Every dataset gets the same treatment (../shared/spec README, "Normalisation"):
 * text: NFKC (full-width to ASCII), zero-width characters and NBSP removed, trimmed, a leading
   apostrophe (Excel's text marker) removed, null tokens to null;
 * id18: upper-case X, 15-digit ids upgraded, a 20-digit certificate number cut to 18 digits;
-  checksum, birth date and length checked;
+  characters, length, province, birth date and check character checked
+  (tasks/identity_codes.py, the one home of identity codes);
 * dates, months, ints, decimals, booleans in every spelling of `common`; Excel serial day
   numbers for xlsx deliveries only;
-* enums: exact values, synonyms and numeric codes.
+* enums: exact values, synonyms and numeric codes;
+* control characters (C0 other than TAB, LF and CR; DEL; C1) left after cleaning are a defect
+  of the cell (`control_character`): its value is not loaded, and its cleaned text, which
+  messages show, carries them as visible symbols (U+2400 …), so none reaches a database or a log.
 
 Speed: cleaning runs in Arrow compute kernels over whole columns; parsing of the remaining types
 runs once per *distinct* value (dates, enums and amounts repeat a lot), then is spread back with
@@ -33,13 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from expectations.contract import Column, Common, Contract
-from tasks.checks import (
-    _ID_CHECK,
-    fixed_width,
-    id17_check_codes,
-    offsets_and_bytes,
-    text_array,
-)
+from tasks.arrow_text import offsets_and_bytes, text_array
+from tasks.identity_codes import normalise_id18
 
 # Zero-width and invisible characters that NFKC leaves in place.
 _INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
@@ -53,7 +52,6 @@ _MONTH_RE = re.compile(r"^(\d{4})(?:-?(\d{2})|-(\d{1})|年(\d{1,2})月?|[-/.](\d
 _SERIAL_RE = re.compile(r"^\d{4,5}(?:\.0+)?$")
 _DECIMAL_RE = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _INT_RE = re.compile(r"^[-+]?\d+(?:\.0+)?$")
-_SCI_RE = r"^\d(?:\.\d+)?E\+?\d+$"
 
 NA = pd.NA
 
@@ -102,6 +100,56 @@ def _needs_cleaning(arr: pa.LargeStringArray) -> np.ndarray:
     other = np.logical_or.reduceat(_OTHER_LEAD[data[starts[0] : offsets[-1]]], starts - starts[0])
     needs[filled] = edge | other
     return needs
+
+
+# Control characters in UTF-8 text: bytes below 0x20 other than TAB, LF and CR; DEL (0x7F);
+# C1 (U+0080-U+009F, the two bytes C2 80-C2 9F).
+_ALLOWED_C0 = np.array([0x09, 0x0A, 0x0D], dtype=np.uint8)
+_CONTROL_RE = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+# Control characters as the symbols people can see: U+2400-U+241F for C0, U+2421 for DEL,
+# U+FFFD for C1.
+_VISIBLE = {chr(c): chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+_VISIBLE |= {"\x7f": "\u2421"}
+_VISIBLE |= {chr(c): "\ufffd" for c in range(0x80, 0xA0)}
+
+
+def control_characters(values: pd.Series) -> np.ndarray:
+    """True for each value holding a control character other than TAB, LF or CR (C0, DEL, C1).
+
+    One pass over the bytes in numpy; the regex runs only when some byte is suspect."""
+    arr = text_array(values)
+    offsets, data = offsets_and_bytes(arr)
+    found = np.zeros(len(arr), dtype=bool)
+    data = data[offsets[0] : offsets[-1]] if len(arr) else data[:0]
+    if not len(data):
+        return found
+    low = data[data < 0x20]
+    c2 = np.flatnonzero(data[:-1] == 0xC2)
+    suspect = (
+        bool(np.isin(low, _ALLOWED_C0, invert=True).any())
+        or bool((data == 0x7F).any())
+        or bool(((data[c2 + 1] >= 0x80) & (data[c2 + 1] <= 0x9F)).any())
+    )
+    if not suspect:
+        return found
+    hit = pc.match_substring_regex(arr, _CONTROL_RE)
+    return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def show_controls(values: pd.Series) -> pd.Series:
+    """The values with each control character replaced by a visible symbol (␀ for NUL)."""
+    return values.str.translate(str.maketrans(_VISIBLE))
+
+
+def _with_control_defects(norm: NormalisedColumn, hit: np.ndarray) -> NormalisedColumn:
+    """`norm` with `control_character` as the defect of the cells `hit` (cells holding control
+    characters): their value dropped, their cleaned text made visible."""
+    if not hit.any():
+        return norm
+    rows = pd.Series(hit, index=norm.cleaned.index)
+    cleaned = norm.cleaned.where(~rows, show_controls(norm.cleaned.where(rows)))
+    defects = norm.defects.astype("string").where(~rows, "control_character")
+    return NormalisedColumn(values=norm.values.mask(rows), cleaned=cleaned, defects=defects)
 
 
 def _clean_all(arr: pa.Array) -> pa.Array:
@@ -220,119 +268,6 @@ def _enum_parser(column: Column) -> Callable[[str], tuple[Any, str | None]]:
     return parse_multi
 
 
-# Defect codes of normalise_id18, by their index in a code array (0: no defect).
-_ID_DEFECTS = pa.array(
-    [None, "id_length", "id_excel_float", "id_checksum", "id_birth_date"], type=pa.large_string()
-)
-_DIGIT_LO, _DIGIT_HI, _X = 48, 57, 88
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-
-
-def _is_digit(chars: np.ndarray) -> np.ndarray:
-    return (chars >= _DIGIT_LO) & (chars <= _DIGIT_HI)
-
-
-def _number(chars: np.ndarray) -> np.ndarray:
-    """The decimal number written by the columns of a k × w matrix of ASCII digits."""
-    out = np.zeros(len(chars), dtype=np.int64)
-    for j in range(chars.shape[1]):
-        out = out * 10 + (chars[:, j].astype(np.int64) - _DIGIT_LO)
-    return out
-
-
-def _birth_ok(ids: np.ndarray, exchange_date: date) -> np.ndarray:
-    """Digits 7-14 of k × 18 id matrices are a real date from 1900-01-01 to `exchange_date`."""
-    year, month, day = _number(ids[:, 6:10]), _number(ids[:, 10:12]), _number(ids[:, 12:14])
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    month_ok = (month >= 1) & (month <= 12)
-    days = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
-    ymd = year * 10000 + month * 100 + day
-    latest = exchange_date.year * 10000 + exchange_date.month * 100 + exchange_date.day
-    return month_ok & (day >= 1) & (day <= days) & (ymd >= 19000101) & (ymd <= latest)
-
-
-def normalise_id18(cleaned: pd.Series, exchange_date: date) -> tuple[pd.Series, pd.Series]:
-    """Canonical 18-character ids and a defect code (id_* rules) per row.
-
-    Upper-cased; a 15-digit old number is upgraded (19 inserted after the area code, check
-    character appended); a 20-digit certificate number (17 digits, a check character, 2
-    digits) is cut to 18. The result must be 17 digits and a check character (else
-    id_length, or id_excel_float for scientific notation), with the right MOD 11-2 check
-    character (else id_checksum, or id_excel_float when it ends in 000) and a real birth date
-    from 1900 to the exchange date (else id_birth_date).
-
-    Every test runs in numpy over fixed-width byte matrices of the values of the right length
-    (all of the shapes above are ASCII, so bytes are characters).
-    """
-    text = pc.utf8_upper(text_array(cleaned))
-    n = len(text)
-    present = (
-        text.is_valid().to_numpy(zero_copy_only=False)
-        if text.null_count
-        else np.ones(n, dtype=bool)
-    )
-
-    m18, p18 = fixed_width(text, 18)
-    shape18 = _is_digit(m18[:, :17]).all(axis=1) & (_is_digit(m18[:, 17]) | (m18[:, 17] == _X))
-    parts, positions = [m18[shape18]], [p18[shape18]]
-    m15, p15 = fixed_width(text, 15)
-    old15 = _is_digit(m15).all(axis=1)
-    if old15.any():
-        century = np.full((int(old15.sum()), 2), [ord("1"), ord("9")], dtype=np.uint8)
-        first17 = np.concatenate([m15[old15, :6], century, m15[old15, 6:]], axis=1)
-        check = _ID_CHECK[id17_check_codes(first17)][:, None]
-        parts.append(np.concatenate([first17, check], axis=1))
-        positions.append(p15[old15])
-    m20, p20 = fixed_width(text, 20)
-    cert20 = (
-        _is_digit(m20[:, :17]).all(axis=1)
-        & (_is_digit(m20[:, 17]) | (m20[:, 17] == _X))
-        & _is_digit(m20[:, 18:]).all(axis=1)
-    )
-    if cert20.any():
-        parts.append(m20[cert20, :18])
-        positions.append(p20[cert20])
-    if len(parts) > 1:
-        where = np.concatenate(positions)
-        order = np.argsort(where, kind="stable")
-        ids, where = np.concatenate(parts)[order], where[order]
-    else:
-        ids, where = parts[0], positions[0]
-    shape_ok = np.zeros(n, dtype=bool)
-    shape_ok[where] = True
-
-    # ids (k × 18) are the values of the rows `where` that have the shape of an id.
-    checksum_ok = _ID_CHECK[id17_check_codes(ids)] == ids[:, 17]
-    birth_ok = _birth_ok(ids, exchange_date)
-    zeros = (ids[:, 15:] == _DIGIT_LO).all(axis=1)
-    codes = np.zeros(n, dtype=np.int8)
-    codes[present & ~shape_ok] = 1
-    wrong_shape = np.flatnonzero(present & ~shape_ok)
-    if len(wrong_shape):
-        sci = pc.match_substring_regex(text.take(pa.array(wrong_shape)), _SCI_RE)
-        codes[wrong_shape[sci.to_numpy(zero_copy_only=False)]] = 2
-    codes[where] = np.where(checksum_ok, np.where(birth_ok, 0, 4), np.where(zeros, 2, 3))
-
-    good = codes[where] == 0
-    lengths = np.zeros(n + 1, dtype=np.int64)
-    lengths[1:][where[good]] = 18
-    offsets = np.cumsum(lengths)
-    valid = codes == 0
-    valid &= shape_ok
-    values = pa.LargeStringArray.from_buffers(
-        n,
-        pa.py_buffer(offsets),
-        pa.py_buffer(np.ascontiguousarray(ids[good])),
-        pa.py_buffer(np.packbits(valid, bitorder="little")),
-        n - int(valid.sum()),
-    )
-    defects = _ID_DEFECTS.take(pa.array(codes))
-    return (
-        pd.Series(pd.array(values, dtype="string"), index=cleaned.index),
-        pd.Series(pd.array(defects, dtype="string"), index=cleaned.index),
-    )
-
-
 # Types parsed once per distinct value: their columns repeat a lot.
 _PARSED_KINDS = frozenset({"date", "month", "decimal", "int", "bool", "enum", "enum_multi"})
 # A text column is cleaned once per distinct value when, among its first values, at most this
@@ -389,15 +324,19 @@ def normalise_column(
         # Clean and parse once per distinct delivered value, then spread to the rows.
         codes, uniques = _clean_by_distinct(raw, common.null_tokens)
         cleaned = _spread(uniques, codes, raw.index)
+        control = control_characters(uniques)  # per distinct value too
+        hit = (control[codes] & (codes >= 0)) if control.any() else control[:0]
         if kind == "text":
-            return NormalisedColumn(
+            norm = NormalisedColumn(
                 values=cleaned,
                 cleaned=cleaned,
                 defects=pd.Series(NA, index=raw.index, dtype="string"),
             )
-        parse, dtype = _parser(column, common, excel)
-        values, defects = _parse_distinct(codes, uniques, parse, dtype, raw.index)
-        return NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
+        else:
+            parse, dtype = _parser(column, common, excel)
+            values, defects = _parse_distinct(codes, uniques, parse, dtype, raw.index)
+            norm = NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
+        return _with_control_defects(norm, hit)
     cleaned = clean_text(raw, common.null_tokens)
     if kind == "id18":
         values, defects = normalise_id18(cleaned, exchange_date)
@@ -407,7 +346,8 @@ def normalise_column(
         values, defects = cleaned, pd.Series(NA, index=raw.index, dtype="string")
     else:
         values, defects = _by_distinct(cleaned, *_parser(column, common, excel))
-    return NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
+    norm = NormalisedColumn(values=values, cleaned=cleaned, defects=defects)
+    return _with_control_defects(norm, control_characters(cleaned))
 
 
 def _parser(

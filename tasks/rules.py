@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from expectations.contract import Condition, RowRule
-from tasks.checks import id18_birth_dates
+from tasks.identity_codes import id18_birth_dates
 
 Hook = Callable[[pd.DataFrame, RowRule, date], pd.Series]
 
@@ -137,11 +137,25 @@ def birth_date_matches_id(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Ser
 
 
 def one_head_per_household(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Series:
-    """Every household in the delivery has exactly one 户主; all rows of one that does not break."""
+    """Every household in the delivery has exactly one 户主.
+
+    A group rule: `frame` must hold each delivered row once (identical duplicates collapsed,
+    tasks/validate.py). Where a household has several 户主 rows, those rows break it and its
+    other members do not; where it has none, every row of it breaks it, unless some row's
+    relation is unknown (a defect of its own, quarantined on its own: that row may be the head).
+    """
     household, relation = rule.columns
-    heads = (frame[relation] == "户主").fillna(False).astype(int)
-    counts = heads.groupby(frame[household], dropna=True).transform("sum")
-    return (counts != 1).fillna(False).astype(bool) & frame[household].notna()
+    in_household = frame[household].notna().to_numpy(dtype=bool)
+    is_head = (frame[relation] == "户主").fillna(False).to_numpy(dtype=bool)
+    unknown = frame[relation].isna().to_numpy(dtype=bool)
+    groups = frame[household]
+    heads = pd.Series(is_head.astype(np.int64), index=frame.index).groupby(groups).transform("sum")
+    unknowns = pd.Series(unknown, index=frame.index).groupby(groups).transform("any")
+    heads_n = heads.fillna(0).to_numpy(dtype=np.int64)
+    some_unknown = unknowns.fillna(False).to_numpy(dtype=bool)
+    several = (heads_n > 1) & is_head
+    headless = (heads_n == 0) & ~some_unknown
+    return pd.Series(in_household & (several | headless), index=frame.index)
 
 
 def unemployed_has_no_job(frame: pd.DataFrame, rule: RowRule, _: date) -> pd.Series:

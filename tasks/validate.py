@@ -3,10 +3,24 @@
 Input is the raw text frame of one delivery (tasks/read.py); output is the typed frame of
 accepted rows, the rejects (one row per quarantined row: its first defect, all defects in the
 message, values masked) and the counts, with rows_in = loaded + quarantined + duplicates enforced.
+
+The steps run in this order, here and nowhere else (`validate_rows`):
+
+1. normalise every row, and find the defects of each cell (type, enum, pattern, min/max, id
+   checks, control characters, required);
+2. collapse identical rows (same normalised content) to their first occurrence;
+3. row rules, then group rules (`group_by`: rules across the rows of a household), on the
+   distinct rows only, so a copy of a row never counts twice;
+4. key conflicts (same key, different content) among the distinct rows.
+
+A group rule quarantines the rows that break it (for one_head_per_household: the heads of a
+household with several), not the whole group, and its message names the group's rows that
+break it; so does a key conflict's.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -17,9 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from expectations.contract import Column, Common, Contract
-from tasks.checks import credit_code_valid, fixed_width, text_array
+from tasks.arrow_text import fixed_width, text_array
+from tasks.identity_codes import IDENTITY_RULE_TEXT, credit_code_defects
 from tasks.mask import mask_series
 from tasks.normalise import NormalisedColumn, clean_text, empty_column, normalise_frame
+from tasks.read import NUMBER_CELL
 from tasks.rules import row_rule_broken
 
 # What each rule means, as a department reads it in its rejects.
@@ -30,13 +46,13 @@ RULE_TEXT: dict[str, str] = {
     "min": "小于允许的最小值",
     "max": "大于允许的最大值",
     "unparseable": "无法识别",
-    "id_checksum": "身份证号校验位错误",
-    "id_birth_date": "身份证号中的出生日期不合理",
-    "id_length": "身份证号位数或字符错误",
-    "id_excel_float": "身份证号被Excel转成了数字（科学计数法或末位被置0），请按文本格式重新导出",
-    "credit_code": "统一社会信用代码校验位错误",
+    **IDENTITY_RULE_TEXT,  # id_* and credit_code*: tasks/identity_codes.py
     "key_conflict": "同一主键有多条内容不同的记录",
+    "number_cell": "以数字格式导出，末位可能已丢失，请将该列设为文本后重新导出",
+    "control_character": "含有不可见的控制字符（如 NUL，显示为 ␀），请清除后重新导出",
 }
+# A message names at most this many rows of a group (a household, a key) that break a rule.
+_LISTED_ROWS = 10
 _TYPE_TEXT = {
     "date": "日期",
     "month": "月份",
@@ -119,13 +135,24 @@ def _column_defects(col: Column, norm: NormalisedColumn) -> pd.Series:
         matches = values.astype("string").str.fullmatch(col.pattern).fillna(True).astype(bool)
         defects = _add_code(defects, ~matches.to_numpy(dtype=bool), "pattern")
     if col.type == "credit_code":
-        bad = values.notna() & ~credit_code_valid(values)
-        defects = _add_code(defects, bad.to_numpy(dtype=bool), "credit_code")
+        defects = defects.where(defects.notna(), credit_code_defects(values))
     if col.min is not None:
         defects = _add_code(defects, (values < col.min).fillna(False).to_numpy(dtype=bool), "min")
     if col.max is not None:
         defects = _add_code(defects, (values > col.max).fillna(False).to_numpy(dtype=bool), "max")
     return defects
+
+
+def _number_cell_codes(codes: pd.Series, raw: pd.DataFrame, name: str) -> pd.Series:
+    """`codes` with `number_cell` wherever the reader flagged the cell (tasks/read.py:
+    NUMBER_CELL): an identifier that came as a number whose digits cannot be trusted, whatever
+    its checksum says. It replaces any other defect of the cell (that is the cause), except
+    id_excel_float, which already says the same of an id."""
+    flag = raw.get(NUMBER_CELL + name)
+    if flag is None:
+        return codes
+    replace = flag.to_numpy(dtype=bool) & (codes != "id_excel_float").fillna(True).to_numpy(bool)
+    return codes.mask(replace, "number_cell")
 
 
 def _add_code(defects: pd.Series, broken: np.ndarray, code: str) -> pd.Series:
@@ -248,23 +275,48 @@ def _duplicate_rows(
     return duplicate
 
 
+def _group_rows(groups: np.ndarray, broken: np.ndarray, source_rows: np.ndarray) -> pd.Series:
+    """Per broken row, the rows of its group that are broken ("第 5、9 行"), NA elsewhere."""
+    out = pd.Series(pd.NA, index=range(len(broken)), dtype="string")
+    where = np.flatnonzero(broken)
+    if not len(where):
+        return out
+    order = np.lexsort((source_rows[where], groups[where]))
+    where, group, rows = where[order], groups[where][order], source_rows[where][order]
+    bounds = [0, *(np.flatnonzero(group[1:] != group[:-1]) + 1).tolist(), len(where)]
+    numbers = [str(r) for r in rows.tolist()]
+    texts = np.empty(len(where), dtype=object)
+    for lo, hi in itertools.pairwise(bounds):
+        listed = "、".join(numbers[lo : min(hi, lo + _LISTED_ROWS)])
+        many = hi - lo > _LISTED_ROWS
+        texts[lo:hi] = f"第 {listed} 行等 {hi - lo} 行" if many else f"第 {listed} 行"
+    out.iloc[where] = texts
+    return out
+
+
 def _messages(
     contract: Contract,
     found: list[tuple[str, str, pd.Series]],
     cleaned: dict[str, pd.Series],
     rows: np.ndarray,
+    where: dict[str, pd.Series],
 ) -> pd.Series:
-    """One Chinese message per quarantined row listing every defect, values masked."""
+    """One Chinese message per quarantined row listing every defect, values masked; a group
+    rule or a key conflict also names the rows of the group that break it (`where`)."""
     message = pd.Series("", index=rows, dtype="string")
     labels = {c.name: c.header for c in contract.columns}
     rules = {r.id: r for r in contract.row_rules}
-    for column, _kind, codes in found:
+    for column, kind, codes in found:
         codes = codes.loc[rows]
         hit = codes.notna()
         if not hit.any():
             continue
+        group_rows = where[kind + column].loc[rows] if kind + column in where else None
         if column in rules:
             text = pd.Series(rules[column].message, index=rows, dtype="string")
+            if group_rows is not None:
+                group_by = rules[column].group_by or column
+                text = text + f"（同一{labels[group_by]}下违反此规则的：" + group_rows + "）"
         else:
             col = contract.column(column)
             value = mask_series(
@@ -275,6 +327,8 @@ def _messages(
                 rule_text = rule_text.where(
                     codes != "unparseable", f"无法识别为{_TYPE_TEXT[col.type]}"
                 )
+            if group_rows is not None:
+                value = value + "；同一主键的：" + group_rows
             text = labels[column] + "：" + rule_text + "（" + value + "）"
         joined = message.where(message == "", message + "；") + text
         message = message.where(~hit, joined)
@@ -295,7 +349,7 @@ def validate_rows(
     typed = pd.DataFrame(typed_cols, index=index)
     cleaned = {name: n.cleaned for name, n in normalised.items()}
 
-    # Per-column defects, in contract column order, then row rules, then key conflicts.
+    # 1. Per-column defects, in contract column order.
     found: list[tuple[str, str, pd.Series]] = []
     required = set(contract.required_columns) | set(contract.key)
     col_defects: dict[str, pd.Series] = {}
@@ -303,17 +357,13 @@ def validate_rows(
         if col.name not in normalised:
             codes = _codes(np.full(len(index), col.name in required), "required", index)
         else:
-            codes = _column_defects(col, normalised[col.name])
+            codes = _number_cell_codes(_column_defects(col, normalised[col.name]), raw, col.name)
             if col.name in required:
                 codes = _add_code(codes, normalised[col.name].cleaned.isna().to_numpy(), "required")
         col_defects[col.name] = codes
         found.append((col.name, "column", codes))
-    for rule in contract.row_rules:
-        broken = row_rule_broken(typed, rule, exchange_date)
-        codes = _codes(broken.to_numpy(dtype=bool), rule.id, index)
-        found.append((rule.id, "rule", codes))
 
-    # Identical rows are collapsed to their first occurrence and counted.
+    # 2. Identical rows are collapsed to their first occurrence and counted.
     columns = list(contract.column_names)
     key_frame = typed[list(contract.key)]
     key_codes = _equal_codes(key_frame)
@@ -322,8 +372,26 @@ def validate_rows(
     else:
         identity = _row_identity(typed, cleaned, col_defects, columns)
         duplicate = identity.duplicated(keep="first").to_numpy()
+    # What the rules read, of the distinct rows (one copy of those columns, not of the frame).
+    read = {c for r in contract.row_rules for c in (*r.columns, r.by, r.group_by) if c}
+    read |= {r.when.column for r in contract.row_rules if r.when is not None}
+    ruled = typed[[c for c in columns if c in read]]
+    distinct = ruled.loc[~duplicate] if duplicate.any() else ruled
+    source_rows = raw["source_row"].to_numpy()
+    where: dict[str, pd.Series] = {}
 
-    # Same key, different content: every such row is quarantined.
+    # 3. Row rules, then group rules, judged on the distinct rows (a copy counts once).
+    ordered = sorted(contract.row_rules, key=lambda r: r.group_by is not None)
+    for rule in ordered:
+        broken = np.zeros(len(index), dtype=bool)
+        broken[~duplicate] = row_rule_broken(distinct, rule, exchange_date).to_numpy(dtype=bool)
+        found.append((rule.id, "rule", _codes(broken, rule.id, index)))
+        if rule.group_by is not None:
+            groups, _ = _factorize(typed[rule.group_by])
+            rows_text = _group_rows(groups, broken, source_rows)
+            where["rule" + rule.id] = rows_text.set_axis(index)
+
+    # 4. Same key, different content: every such row is quarantined.
     key_ok = np.ones(len(index), dtype=bool)
     for k in contract.key:
         key_ok &= col_defects[k].isna().to_numpy() & typed[k].notna().to_numpy()
@@ -336,15 +404,16 @@ def validate_rows(
         rows = np.flatnonzero(shared)
         key_hash = pd.util.hash_pandas_object(key_frame.iloc[rows], index=False).to_numpy()
         conflict[rows] = pd.Series(key_hash).duplicated(keep=False).to_numpy()
+        where["conflict" + contract.key[0]] = _group_rows(
+            key_codes, conflict, source_rows
+        ).set_axis(index)
     conflicts = _codes(conflict, "key_conflict", index)
     found.append((contract.key[0], "conflict", conflicts))
 
     defect_count = np.zeros(len(index), dtype=np.int64)
     for _, _, codes in found:
         defect_count += codes.notna().to_numpy()
-    typed = typed.assign(
-        source_row=raw["source_row"].to_numpy(), _defects=pd.array(defect_count, dtype="Int64")
-    )
+    typed = typed.assign(source_row=source_rows, _defects=pd.array(defect_count, dtype="Int64"))
 
     quarantined = (defect_count > 0) & ~duplicate
     accepted_mask = ~quarantined & ~duplicate
@@ -373,7 +442,7 @@ def validate_rows(
                 "column": column,
                 "rule": rule,
                 "value_masked": value,
-                "message": _messages(contract, found, cleaned, rows),
+                "message": _messages(contract, found, cleaned, rows, where),
             }
         )
         .sort_values("source_row", kind="stable")

@@ -37,7 +37,13 @@ import pandas as pd
 import xlsxwriter
 
 from expectations.contract import Column, Common, Contract, RowRule
-from tasks.checks import id18_check_char, id18_checksum_ok
+from tasks.identity_codes import (
+    CC_ALPHABET,
+    ID_CHECK_CHARS,
+    id18_check_char,
+    id18_checksum_ok,
+    ids_from_numbers,
+)
 
 # Document dates of generated workbooks: a fixed value keeps re-generated files byte-identical.
 FIXED_TIMESTAMP = datetime(2025, 1, 1, 8, 0, 0)
@@ -61,8 +67,6 @@ INJECTED_AREA = "610399"
 
 _EXCEL_EPOCH = np.datetime64("1899-12-30", "D")
 _FULL_WIDTH = {i: i + 0xFEE0 for i in range(0x21, 0x7F)} | {0x20: 0x3000}
-_CC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_ID_CHECK = "10X98765432"
 _NA_EFFECT = frozenset({"required", "enum", "unparseable", *ID_RULES})
 
 # Delivered forms and how often a messy delivery uses each (documented, deliberately modest).
@@ -868,23 +872,6 @@ def _checksum_ok(ids: Sequence[str]) -> np.ndarray:
     return id18_checksum_ok(pd.Series(list(ids), dtype=object)).to_numpy(dtype=bool)
 
 
-_ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-
-
-def ids_from_numbers(first17: np.ndarray) -> np.ndarray:
-    """18-character ids (object array) from 17-digit integers, with the MOD 11-2 check."""
-    first17 = np.asarray(first17, dtype=np.int64)
-    total = np.zeros(len(first17), dtype=np.int64)
-    rest = first17.copy()
-    for weight in _ID_WEIGHTS[::-1]:
-        total += (rest % 10) * weight
-        rest //= 10
-    check = np.asarray(list(_ID_CHECK))[total % 11]
-    if len(first17) == 0:
-        return np.zeros(0, dtype=object)
-    return np.char.add(first17.astype(str), check).astype(object)
-
-
 def zfill(numbers: np.ndarray, width: int) -> np.ndarray:
     """Zero-padded decimal strings of integers (also for empty arrays)."""
     text = np.asarray(numbers).astype(str)
@@ -922,8 +909,8 @@ def _bad_id(
     text = pd.Series(ids, dtype=object)
     variant = rng.integers(0, 3, n)
     if kind == "id_checksum":
-        right = text.str.slice(17).map(_ID_CHECK.index).to_numpy(dtype=np.int64)
-        wrong = np.asarray(list(_ID_CHECK))[(right + 1 + rng.integers(0, 10, n)) % 11]
+        right = text.str.slice(17).map(ID_CHECK_CHARS.index).to_numpy(dtype=np.int64)
+        wrong = np.asarray(list(ID_CHECK_CHARS))[(right + 1 + rng.integers(0, 10, n)) % 11]
         return (text.str.slice(0, 17) + wrong).to_numpy(dtype=object)
     if kind == "id_length":
         extra = rng.integers(0, 10, n).astype(str)
@@ -1010,8 +997,8 @@ def _bad_values(
     if rule == "credit_code":
         out = np.empty(n, dtype=object)
         for i, s in enumerate(canonical):
-            pos = _CC_CHARS.index(s[17])
-            out[i] = s[:17] + _CC_CHARS[(pos + 1 + int(rng.integers(0, 30))) % 31]
+            pos = CC_ALPHABET.index(s[17])
+            out[i] = s[:17] + CC_ALPHABET[(pos + 1 + int(rng.integers(0, 30))) % 31]
         return out
     if rule == "pattern":
         assert column.pattern is not None
@@ -1241,7 +1228,9 @@ def _break_rule(
         members = np.flatnonzero(a[household] == a[household][candidates[0]])
         plan.set_value(relation, candidates, "户主")
         plan.used[members] = True
-        plan.records += [(int(r), rule.columns[0], rule.id) for r in members]
+        # The household now has two heads: they break the rule, its other members do not.
+        heads = members[a[relation][members] == "户主"]
+        plan.records += [(int(r), rule.columns[0], rule.id) for r in heads]
         return
     else:
         return  # an unknown hook: no breaker, no defect of this rule
