@@ -1,6 +1,6 @@
-"""Read a delivered file (CSV, XLSX, JSON) into text columns named after its contract.
+"""Read a delivered file (CSV, XLSX/XLS/ODS/ET, JSON) into text columns named after its contract.
 
-    read_delivery(content, file_name, contract, common) -> RawDelivery
+    read_delivery(content, file_name, contract, common, limits) -> RawDelivery
 
 Every value comes out as text (pandas ``string``, an empty cell is NA): nothing passes through a
 float, so an id keeps all its digits. The normaliser (tasks/normalise.py) does the rest.
@@ -8,6 +8,14 @@ float, so an id keeps all its digits. The normaliser (tasks/normalise.py) does t
 What every format gets:
 
 * the format is taken from the file extension, not from the contract (a department may switch);
+  for a workbook the bytes then decide between xlsx, ods and BIFF xls (offices rename files);
+* what a reader may consume is bounded (``ReadLimits``, from the DATASHARE_READ_* settings):
+  columns, a sheet's cells, a value's length, JSON nesting, a zip's unpacked size; each refusal
+  is an UnreadableDelivery with a Chinese reason;
+* identifier columns (``identifier_columns``) whose cell came as a number that cannot be
+  trusted — a number cell not an exact integer below 2^53, a JSON float, text that is a float's
+  rendering — are flagged in a bool column ``_number_cell:<column>``; validation quarantines
+  those cells (rule ``number_cell``);
 * the header row is found by name: among the first ``HEADER_SCAN_ROWS`` rows, the one that
   matches the most contract headers or aliases (NFKC, whitespace and zero-width characters
   removed) and at least one required column; rows above it are title rows. Columns are matched
@@ -21,15 +29,20 @@ What every format gets:
   in the array.
 
 CSV: the encoding is detected (UTF-8 BOM, else strict UTF-8, else strict GB18030; GB2312/GBK are
-read as GB18030, their superset). The data is parsed by Arrow's multi-threaded CSV reader, with
-GB18030 transcoded on the fly; files the fast reader cannot number exactly (empty lines, rows
-with a different number of fields, unbalanced quotes) go through Python's csv module instead,
-with the same result.
+read as GB18030, their superset; UTF-16 is refused; a stray NUL reaches validation; CR-only
+line ends are read).
+The data is parsed by Arrow's multi-threaded CSV reader, with GB18030 transcoded on the fly;
+files the fast reader cannot number exactly (empty lines, rows with a different number of
+fields, unbalanced quotes) go through Python's csv module instead, with the same result.
 
-XLSX: the first sheet, read with python-calamine. Numbers become plain digits (an integral
-float is never written in scientific notation and never rounded through int(float)); real Excel
-date cells become ``YYYY-MM-DD`` (with `` HH:MM:SS`` when a time is present); serial numbers in
-number cells stay digits (the normaliser reads them as dates for xlsx deliveries).
+Workbooks: read with python-calamine in a forked worker with bounded memory and time, so that a
+native reader that aborts fails the delivery, not the process; an xlsx's zip and each visible
+sheet's declared <dimension> are checked before. Only visible worksheets count: the one whose
+first rows hold the contract's header is read (``RawDelivery.sheet``); empty and notes sheets are
+skipped; two with the header fail the delivery ("多个工作表含数据"). Numbers become plain
+digits (an integral float is never written in scientific notation and never rounded through
+int(float)); real date cells become ``YYYY-MM-DD`` (with `` HH:MM:SS`` when a time is present);
+serial numbers in number cells stay digits (the normaliser reads them as dates for workbooks).
 
 JSON: a top-level array of objects keyed by the headers; numbers as text the same way, true/false
 as ``true``/``false``, null as NA. Every element is a delivered row (JSON has no title, footer or
@@ -41,16 +54,26 @@ Errors name the department, dataset, file and, where known, the row; never a cel
 from __future__ import annotations
 
 import csv
+import dataclasses
+import faulthandler
 import io
 import json
+import logging
 import math
+import os
+import pickle
 import re
+import select
+import signal
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from time import monotonic
+from typing import Any, TypeVar
+from xml.etree import ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -58,18 +81,64 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from datashare.errors import LayoutError, UnreadableDelivery
+from datashare.errors import DeliveryError, LayoutError, UnreadableDelivery
 from expectations.contract import Common, Contract
+from tasks.checks import text_array
 
-__all__ = ["FORMATS", "HEADER_SCAN_ROWS", "RawDelivery", "header_key", "read_delivery"]
+__all__ = [
+    "FORMATS",
+    "HEADER_SCAN_ROWS",
+    "NUMBER_CELL",
+    "SPREADSHEET_FORMATS",
+    "RawDelivery",
+    "ReadLimits",
+    "header_key",
+    "identifier_columns",
+    "read_delivery",
+]
 
-FORMATS = ("csv", "xlsx", "json")
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+SPREADSHEET_FORMATS = ("xlsx", "xls", "ods", "et")
+FORMATS = ("csv", *SPREADSHEET_FORMATS, "json")
+# Prefix of the frame's flag columns: `_number_cell:<column>` is True on a row whose cell in
+# that identifier column cannot be trusted (a spreadsheet number cell beyond 2^53 or not an
+# integer, a JSON float, or text that is a float's rendering). tasks/validate.py quarantines it.
+NUMBER_CELL = "_number_cell:"
 HEADER_SCAN_ROWS = 10  # the spec allows 0-3 title rows; leave room for blank lines and notes
 _BOM = b"\xef\xbb\xbf"
 # Characters that are not there for a reader: removed from headers and footer markers.
 _INVISIBLE_RE = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff\u00ad]+")
 # A cell holding only these is empty (whitespace, NBSP, ideographic space, zero-width).
 _BLANK_PATTERN = r"^[\s\x{00a0}\x{3000}\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}\x{00ad}]*$"
+# Text that is how a float is shown: scientific notation (6.10327E+17) or a ".0" tail.
+_FLOAT_TEXT_PATTERN = r"^\s*[+-]?(\d+(\.\d*)?[eE][+-]?\d+|\d+\.0+)\s*$"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (BIFF) and WPS .et
+_ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
+_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_DIMENSION_SCAN_BYTES = 1 << 16
+_CSV_FIELD_LIMIT = 2**31 - 1
+_DIMENSION_RE = re.compile(
+    rb'<(?:\w+:)?dimension\s+ref="\$?([A-Z]{1,3})\$?(\d+)(?::\$?([A-Z]{1,3})\$?(\d+))?"'
+)
+# Identifier-like text columns by name (certificate numbers, accounts, codes, ids).
+_IDENTIFIER_SUFFIXES = ("_id", "_no", "_code", "_number", "_account")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a reader may consume. Built from Settings (DATASHARE_READ_*) at the flow's edge;
+    the defaults are the settings' defaults."""
+
+    max_columns: int = 16_384  # Excel's own limit (column XFD)
+    max_cells: int = 20_000_000  # rows x columns of a sheet's used area
+    max_field_chars: int = 32_767  # Excel's limit for one cell
+    max_json_depth: int = 64
+    max_unzipped_bytes: int = 1 << 30
+    worker_memory_bytes: int = 4 << 30  # the isolated spreadsheet reader's allowance
+    worker_timeout_seconds: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +153,7 @@ class RawDelivery:
     extra_columns: tuple[str, ...]  # delivered headers no contract column knows (schema drift)
     footer_rows: int  # trailing footer and blank rows dropped
     blank_rows: int  # fully blank rows skipped inside the data
+    sheet: str | None = None  # the worksheet read (spreadsheets)
 
 
 @dataclass(frozen=True)
@@ -92,13 +162,16 @@ class _Where:
     dataset: str
     source_file: str
 
-    def unreadable(self, reason: str, *, row: int | None = None) -> UnreadableDelivery:
+    def unreadable(
+        self, reason: str, *, row: int | None = None, column: str | None = None
+    ) -> UnreadableDelivery:
         return UnreadableDelivery(
             reason,
             dept=self.dept,
             dataset=self.dataset,
             source_file=self.source_file,
             row=row,
+            column=column,
             rule="unreadable",
         )
 
@@ -126,20 +199,94 @@ class _Header:
 
 
 def read_delivery(
-    content: bytes, file_name: str, contract: Contract, common: Common
+    content: bytes,
+    file_name: str,
+    contract: Contract,
+    common: Common,
+    limits: ReadLimits | None = None,
 ) -> RawDelivery:
     """Read one delivered file into text columns named after the contract's columns."""
+    limits = limits or ReadLimits()
     where = _Where(contract.dept, contract.dataset, file_name)
     fmt = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
     if fmt not in FORMATS:
-        raise where.unreadable(f"不支持的文件格式：.{fmt}（应为 .csv、.xlsx 或 .json）")
+        raise where.unreadable(
+            f"不支持的文件格式：.{fmt}（应为 .csv、.xlsx、.xls、.ods、.et 或 .json）"
+        )
     if not content:
         raise where.unreadable("文件为空")
     if fmt == "csv":
-        return _read_csv(content, contract, common, where)
-    if fmt == "xlsx":
-        return _read_xlsx(content, contract, common, where)
-    return _read_json(content, contract, where)
+        raw = _read_csv(content, contract, common, limits, where)
+    elif fmt in SPREADSHEET_FORMATS:
+        raw = _read_book(content, _sniff_book(content, where), contract, common, limits, where)
+    else:
+        raw = _read_json(content, contract, limits, where)
+    try:
+        _check_field_sizes(raw.frame, contract, limits, where)
+    except UnreadableDelivery as exc:
+        raise _counted(exc, len(raw.frame)) from None
+    return dataclasses.replace(raw, frame=_flag_float_text(raw.frame, contract))
+
+
+def _counted(exc: DeliveryError, rows: int) -> DeliveryError:
+    """`exc` carrying how many rows were read before the refusal (`rows_in`): the intake
+    records them as delivered and rejected instead of 0."""
+    exc.rows_in = rows  # type: ignore[attr-defined]
+    return exc
+
+
+def identifier_columns(contract: Contract) -> frozenset[str]:
+    """Columns whose values are identifiers: every digit matters (ids, certificate numbers,
+    bank accounts, credit codes, household and record ids, codes, phones)."""
+    names = set()
+    for column in contract.columns:
+        strict = column.type in ("id18", "credit_code") or column.pii in ("id", "bank", "phone")
+        named = column.name in contract.key or column.name.endswith(_IDENTIFIER_SUFFIXES)
+        if strict or (column.type == "text" and column.pii is None and named):
+            names.add(column.name)
+    return frozenset(names)
+
+
+_identifier_columns = identifier_columns
+
+
+def _flag_float_text(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Add (or extend) the number-cell flags with identifier cells whose text is a float's
+    rendering (6.10327E+17, 123456.0): the digits went through a float somewhere."""
+    flags: dict[str, Any] = {}
+    for name in identifier_columns(contract):
+        if name not in frame.columns or not len(frame):
+            continue
+        values = text_array(frame[name])
+        hit = pc.match_substring_regex(values, _FLOAT_TEXT_PATTERN).fill_null(False)
+        if not pc.any(hit).as_py():
+            continue
+        mask = hit.to_numpy(zero_copy_only=False)
+        key = NUMBER_CELL + name
+        flags[key] = mask | frame[key].to_numpy(dtype=bool) if key in frame.columns else mask
+    return frame.assign(**flags) if flags else frame
+
+
+def _check_field_sizes(
+    frame: pd.DataFrame, contract: Contract, limits: ReadLimits, where: _Where
+) -> None:
+    """Refuse a delivery with a value longer than a spreadsheet cell can hold."""
+    for column in contract.columns:
+        if column.name not in frame.columns or not len(frame):
+            continue
+        lengths = pc.utf8_length(text_array(frame[column.name]))
+        longest = pc.max(lengths).as_py()
+        if longest is None or longest <= limits.max_field_chars:
+            continue
+        over = lengths.fill_null(0).to_numpy() > limits.max_field_chars
+        i = int(np.argmax(over))
+        row = int(frame["source_row"].iloc[i])
+        raise where.unreadable(
+            f"第{row}行“{column.header}”列的内容有 {lengths[i].as_py()} 个字符，超过上限 "
+            f"{limits.max_field_chars}（可能是引号未闭合或文件损坏），请检查后重新报送",
+            row=row,
+            column=column.name,
+        )
 
 
 # --- headers, footers, blank rows ---------------------------------------------------------------
@@ -167,14 +314,13 @@ def _map_header(
 ) -> _Header:
     index = _header_index(contract)
     positions: dict[str, int] = {}
-    extra: list[str] = []
+    extra: dict[str, None] = {}  # ordered and linear: a file may have 100k unknown columns
     for i, cell in enumerate(cells):
         if cell is None or not (key := header_key(cell)):
             continue  # an unnamed column (Excel pads rows with empty cells)
         name = index.get(key)
         if name is None:
-            if cell.strip() not in extra:
-                extra.append(cell.strip())
+            extra[cell.strip()] = None
         elif name in positions:
             raise where.layout(
                 f"表头重复：“{contract.column(name).header}”出现了两次", row=row, column=name
@@ -241,9 +387,14 @@ def _blank_mask(columns: Sequence[pa.ChunkedArray | pa.Array], n: int) -> np.nda
 
 
 def _assemble(
-    columns: Sequence[pa.ChunkedArray | pa.Array], header: _Header, first_row: int, n: int
+    columns: Sequence[pa.ChunkedArray | pa.Array],
+    header: _Header,
+    first_row: int,
+    n: int,
+    flags: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """The frame of contract columns plus source_row, blank rows dropped; and their count."""
+    """The frame of contract columns plus source_row, blank rows dropped; and their count.
+    `flags`: per contract column, the rows whose number cell is not to be trusted."""
     source_row = np.arange(first_row, first_row + n, dtype=np.int64)
     blank = _blank_mask(columns, n) if columns else np.zeros(n, dtype=bool)
     keep = None if not blank.any() else pa.array(~blank)
@@ -254,6 +405,9 @@ def _assemble(
             column = column.filter(keep)
         data[name] = pd.array(_as_string(column), dtype="string")
     data["source_row"] = source_row[~blank]
+    for name, flag in (flags or {}).items():
+        if flag.any():
+            data[NUMBER_CELL + name] = flag[~blank]
     return pd.DataFrame(data), int(blank.sum())
 
 
@@ -381,17 +535,50 @@ def _csv_footer(data: bytes, start: int, codec: str, markers: tuple[str, ...]) -
     return pos, footers
 
 
-def _read_csv(content: bytes, contract: Contract, common: Common, where: _Where) -> RawDelivery:
+def _looks_utf16(data: bytes) -> bool:
+    """A CSV whose head is a quarter or more NUL bytes is UTF-16 text without its BOM."""
+    head = data[:4096]
+    return len(head) >= 8 and head.count(b"\x00") * 4 >= len(head)
+
+
+def _read_csv(
+    content: bytes, contract: Contract, common: Common, limits: ReadLimits, where: _Where
+) -> RawDelivery:
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise where.unreadable(
+            "文件是 UTF-16 编码（Excel“Unicode 文本”），请另存为 UTF-8 或 GB18030 编码的 CSV "
+            "后重新报送"
+        )
     data, encoding, codec = _detect_encoding(content)
     if encoding == "utf-8-sig" and not _is_utf8(data):
         # A BOM promises UTF-8; Arrow does not check it (check_utf8=False) and would let the
         # broken bytes through into the columns.
         raise _undecodable(data, 0, codec, where)
+    if _looks_utf16(data):
+        # UTF-16 without a BOM: every other byte of ASCII text is NUL. A stray NUL inside one
+        # value is not this: it reaches validation, which quarantines that row
+        # (rule control_character), so one bad cell never costs the whole file.
+        nul = data.find(b"\x00")
+        line = data.count(b"\n", 0, nul) + 1 if b"\n" in data else data.count(b"\r", 0, nul) + 1
+        raise where.unreadable(
+            "文件含有大量空字符（NUL），看来是没有字节顺序标记的 UTF-16 编码，请另存为 UTF-8 或 "
+            "GB18030 编码的 CSV 后重新报送",
+            row=line,
+        )
+    if b"\n" not in data and b"\r" in data:
+        # Line ends of classic Mac OS / some office exports: CR only. Read them as lines.
+        data = data.replace(b"\r", b"\n")
+    _allow_fields()
     markers = _marker_keys(common)
     records, ends = _csv_head(data, codec, where)
     h, header = _locate_header(records, contract, where)
     header = _order(header, contract)
     width = len(records[h])
+    if width > limits.max_columns:
+        raise where.unreadable(
+            f"表头有 {width} 列，超过读取上限 {limits.max_columns} 列，请删除多余的列后重新报送",
+            row=h + 1,
+        )
     start = ends[h]
     end, footers = _csv_footer(data, start, codec, markers)
     quotes = data.count(b'"', start, end)
@@ -489,6 +676,13 @@ def _parse_slow(
     return rows, footers
 
 
+def _allow_fields() -> None:
+    """Let Python's csv module read fields of any size: the limit is checked after reading,
+    with a message that names the row and the column (csv's own error is English)."""
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
+
+
 def _csv_records(text: str, where: _Where, first_row: int) -> list[list[str]]:
     """Every record of `text`; a quoted value still open at the end of the file is an error."""
     records: list[list[str]] = []
@@ -511,7 +705,7 @@ def _csv_records(text: str, where: _Where, first_row: int) -> list[list[str]]:
     return records
 
 
-# --- XLSX -----------------------------------------------------------------------------------------
+# --- spreadsheets (xlsx, xls, ods, WPS et) --------------------------------------------------------
 
 
 def _plain_number(value: float) -> str:
@@ -556,21 +750,191 @@ def _column_text(values: Sequence[object]) -> list[str | None]:
     return [_cell_text(v) for v in values]
 
 
-def _read_xlsx(content: bytes, contract: Contract, common: Common, where: _Where) -> RawDelivery:
-    from python_calamine import CalamineWorkbook
+def _inexact_number(value: object) -> bool:
+    """A number cell whose digits cannot be trusted as an identifier: not an integer, or at
+    or beyond 2^53 (where a float no longer holds every integer)."""
+    if type(value) is float:
+        return not (value.is_integer() and abs(value) < 2**53)  # type: ignore[attr-defined]
+    return type(value) is _JsonFloat and not _exact_literal(value)  # type: ignore[arg-type]
+
+
+def _sniff_book(content: bytes, where: _Where) -> str:
+    """'xlsx', 'ods' or 'xls' from the bytes (offices rename files; the bytes decide)."""
+    if content.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(content)) as book:
+                names = set(book.namelist())
+                if "xl/workbook.xml" in names:
+                    return "xlsx"
+                if "mimetype" in names and book.read("mimetype").startswith(_ODS_MIME):
+                    return "ods"
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+            pass
+        raise where.unreadable("表格文件已损坏或不是 Excel/WPS/LibreOffice 表格，请重新导出后报送")
+    if content.startswith(_OLE_MAGIC):
+        return "xls"
+    head = content[:512].lstrip().lower()
+    if head.startswith((b"<html", b"<!doctype", b"<?xml", b"<table")):
+        raise where.unreadable(
+            "文件实为网页（HTML/XML）而非表格，请在 Excel/WPS 中打开后另存为 .xlsx 再报送"
+        )
+    raise where.unreadable("文件不是 Excel/WPS/LibreOffice 表格（内容像文本或已损坏），请重新导出")
+
+
+def _check_zip(content: bytes, kind: str, limits: ReadLimits, where: _Where) -> None:
+    """Refuse a zip-based workbook whose parts would unpack beyond the limits, or whose
+    visible sheets declare a used area beyond them — before any native reader sees it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as book:
+            total = sum(info.file_size for info in book.infolist())
+            if total > limits.max_unzipped_bytes:
+                raise where.unreadable(
+                    f"表格文件解压后约 {total // 2**20} MB，超过上限 "
+                    f"{limits.max_unzipped_bytes // 2**20} MB，请拆分或删除无关内容后重新报送"
+                )
+            if kind != "xlsx":
+                return
+            for name, part in _visible_xlsx_parts(book):
+                with book.open(part) as stream:
+                    head = stream.read(_DIMENSION_SCAN_BYTES)
+                _check_dimension(head, name, limits, where)
+    except UnreadableDelivery:
+        raise
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, ValueError, ET.ParseError):
+        raise where.unreadable("表格文件已损坏或无法打开，请重新导出 .xlsx 后报送") from None
+
+
+def _visible_xlsx_parts(book: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(sheet name, zip part) of every visible worksheet, from workbook.xml and its rels."""
+    rels = ET.fromstring(book.read("xl/_rels/workbook.xml.rels"))
+    targets = {r.get("Id"): r.get("Target", "") for r in rels if r.tag.endswith("Relationship")}
+    parts = []
+    for sheet in ET.fromstring(book.read("xl/workbook.xml")).iter(f"{{{_MAIN_NS}}}sheet"):
+        if sheet.get("state", "visible") != "visible":
+            continue
+        target = targets.get(sheet.get(f"{{{_REL_NS}}}id"), "")
+        part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        if part in book.namelist():
+            parts.append((sheet.get("name", ""), part))
+    return parts
+
+
+def _check_dimension(head: bytes, sheet: str, limits: ReadLimits, where: _Where) -> None:
+    match = _DIMENSION_RE.search(head)
+    if match is None:
+        return  # no declaration: the isolated reader's memory limit still bounds it
+    first_col, first_row, last_col, last_row = match.groups()
+    rows = int(last_row or first_row) - int(first_row) + 1
+    columns = _column_number(last_col or first_col) - _column_number(first_col) + 1
+    if columns > limits.max_columns or rows * columns > limits.max_cells:
+        area = match.group(0).split(b'"')[1].decode("ascii", "replace")
+        raise where.unreadable(
+            f"工作表“{sheet}”声明的区域 {area}（{rows} 行 × {columns} 列）超过读取上限"
+            f"（{limits.max_columns} 列、{limits.max_cells} 个单元格），可能含有远离数据的"
+            "空白格式或误输入的单元格，请删除多余的行列后重新报送"
+        )
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+@dataclass(frozen=True)
+class _SheetRead:
+    """What the isolated reader sends back: the frame and what it saw."""
+
+    frame: pd.DataFrame
+    sheet: str
+    header_row: int
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+    footers: int
+    blanks: int
+
+
+def _read_book(
+    content: bytes,
+    kind: str,
+    contract: Contract,
+    common: Common,
+    limits: ReadLimits,
+    where: _Where,
+) -> RawDelivery:
+    if kind in ("xlsx", "ods"):
+        _check_zip(content, kind, limits, where)
+    read = _isolated(lambda: _read_book_here(content, contract, common, limits, where), limits)
+    if isinstance(read, dict):  # a DeliveryError raised in the worker, by its fields
+        raise _rebuild_error(read, where)
+    if read is None:
+        raise where.unreadable(
+            "表格文件读取失败：读取程序超出资源上限或异常退出（文件可能过大、结构异常或已损坏），"
+            "请在 Excel/WPS 中打开后另存为 .xlsx 再报送"
+        )
+    return RawDelivery(
+        read.frame,
+        kind,
+        None,
+        read.header_row,
+        read.missing,
+        read.extra,
+        read.footers,
+        read.blanks,
+        sheet=read.sheet,
+    )
+
+
+def _read_book_here(
+    content: bytes, contract: Contract, common: Common, limits: ReadLimits, where: _Where
+) -> _SheetRead:
+    """Read the one visible sheet that carries the contract's header (in the worker)."""
+    from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(content))
-        if not book.sheet_names:
-            raise where.unreadable("Excel 文件中没有工作表")
-        sheet = book.get_sheet_by_index(0)
-        cells: Sequence[Sequence[object]] = sheet.to_python(skip_empty_area=False)
-    except UnreadableDelivery:
+        visible = [
+            m.name
+            for m in book.sheets_metadata
+            if m.visible == SheetVisibleEnum.Visible and m.typ == SheetTypeEnum.WorkSheet
+        ]
+        if not visible:
+            raise where.unreadable("表格文件中没有可见的工作表")
+        found: list[tuple[str, Sequence[Sequence[object]], int, _Header]] = []
+        first_error: LayoutError | None = None
+        for name in visible:
+            sheet = book.get_sheet_by_name(name)
+            if sheet.width > limits.max_columns or sheet.height * sheet.width > limits.max_cells:
+                raise where.unreadable(
+                    f"工作表“{name}”的区域（{sheet.height} 行 × {sheet.width} 列）超过读取上限"
+                    f"（{limits.max_columns} 列、{limits.max_cells} 个单元格），请删除多余的行列后"
+                    "重新报送"
+                )
+            cells: Sequence[Sequence[object]] = sheet.to_python(skip_empty_area=False)
+            head = [[_cell_text(v) for v in row] for row in cells[:HEADER_SCAN_ROWS]]
+            try:
+                h, header = _locate_header(head, contract, where)
+            except LayoutError as exc:
+                if not any(any(c is not None for c in row) for row in head):
+                    continue  # an empty sheet (Sheet2, Sheet3 of a new workbook)
+                first_error = first_error or exc
+                continue
+            found.append((name, cells, h, header))
+    except DeliveryError:
         raise
     except Exception as exc:  # calamine raises its own error types for zip, xml, password …
-        raise where.unreadable("Excel 文件已损坏或无法打开，请重新导出 .xlsx 后报送") from exc
-    head = [[_cell_text(v) for v in row] for row in cells[:HEADER_SCAN_ROWS]]
-    h, header = _locate_header(head, contract, where)
+        raise where.unreadable("表格文件已损坏或无法打开，请重新导出 .xlsx 后报送") from exc
+    if not found:
+        raise first_error or where.layout(
+            f"找不到表头行：可见的工作表（{'、'.join(visible)}）中没有数据"
+        )
+    if len(found) > 1:
+        raise where.layout(
+            "多个工作表含数据：" + "、".join(f"“{n}”" for n, *_ in found) + "都有本数据集的表头，"
+            "请把数据放在一个工作表中（或删除多余的工作表）后重新报送"
+        )
+    name, cells, h, header = found[0]
     header = _order(header, contract)
     markers = _marker_keys(common)
     footers = 0
@@ -580,13 +944,118 @@ def _read_xlsx(content: bytes, contract: Contract, common: Common, where: _Where
         footers += 1
     data = cells[h + 1 : len(cells) - footers]
     width = len(cells[h])
+    by_column = list(zip(*data, strict=True)) if data else []
     columns = (
-        [pa.array(_column_text(col), pa.large_string()) for col in zip(*data, strict=True)]
+        [pa.array(_column_text(col), pa.large_string()) for col in by_column]
         if data
         else _rows_to_columns([], width)
     )
-    frame, blanks = _assemble(columns, header, h + 2, len(data))
-    return RawDelivery(frame, "xlsx", None, h + 1, header.missing, header.extra, footers, blanks)
+    flags = {
+        c: np.fromiter(map(_inexact_number, by_column[p]), dtype=bool, count=len(data))
+        for c, p in header.positions.items()
+        if c in _identifier_columns(contract) and data
+    }
+    frame, blanks = _assemble(columns, header, h + 2, len(data), flags)
+    return _SheetRead(frame, name, h + 1, header.missing, header.extra, footers, blanks)
+
+
+# --- isolation of native readers ------------------------------------------------------------------
+
+
+def _isolated(work: Callable[[], _T], limits: ReadLimits) -> _T | dict[str, Any] | None:
+    """Run `work` in a forked worker with bounded memory and time.
+
+    Returns its result; a DeliveryError it raised as a dict of its fields; None when the
+    worker died (a native reader aborting, out of memory) or ran out of time. Where fork is
+    not available the work runs here.
+    """
+    if not hasattr(os, "fork"):
+        try:
+            return work()
+        except DeliveryError as exc:
+            return _error_fields(exc)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: never returns into the caller's code
+        status = 1
+        try:
+            os.close(read_end)
+            # A native reader that aborts prints its own backtrace (and faulthandler, when on,
+            # Python's): the parent logs one line instead.
+            faulthandler.disable()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            _limit_memory(limits.worker_memory_bytes)
+            try:
+                result: object = work()
+            except DeliveryError as exc:
+                result = _error_fields(exc)
+            except Exception as exc:  # a bug, not the file: the parent raises it as one
+                result = _WorkerBug(type(exc).__name__)  # never its message: cell values
+            payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(payload)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = monotonic() + limits.worker_timeout_seconds
+    timed_out = False
+    with os.fdopen(read_end, "rb", buffering=0) as source:
+        while True:
+            left = deadline - monotonic()
+            if left <= 0 or not select.select([source], [], [], left)[0]:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+                break
+            chunk = source.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if timed_out or status != 0 or not chunks:
+        log.warning(
+            "spreadsheet reader worker ended with status %s (timed out: %s)", status, timed_out
+        )
+        return None
+    received: Any = pickle.loads(b"".join(chunks))  # our own worker's bytes
+    if isinstance(received, _WorkerBug):
+        raise RuntimeError(f"spreadsheet reader worker failed with {received.text}")
+    return received  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _WorkerBug:
+    text: str
+
+
+def _limit_memory(allowance: int) -> None:
+    """Cap the worker's address space at what it already maps plus `allowance`."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        cap = mapped + allowance
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    except (OSError, ValueError, ImportError):
+        pass  # not Linux: the time limit and the pre-checks still apply
+
+
+def _error_fields(exc: DeliveryError) -> dict[str, Any]:
+    return {
+        "layout": isinstance(exc, LayoutError),
+        "reason": exc.reason,
+        "row": exc.row,
+        "column": exc.column,
+    }
+
+
+def _rebuild_error(fields: dict[str, Any], where: _Where) -> DeliveryError:
+    if fields["layout"]:
+        return where.layout(fields["reason"], row=fields["row"], column=fields["column"])
+    return where.unreadable(fields["reason"], row=fields["row"])
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -606,13 +1075,59 @@ def _has_duplicate(value: object) -> bool:
     return False
 
 
+class _JsonFloat(str):
+    """A JSON number written with a fraction or an exponent, as plain digits: in an
+    identifier column it says the sender's digits went through a float."""
+
+    __slots__ = ()
+
+
 def _json_float(literal: str) -> str:
     """A JSON number literal as plain digits, exactly as written (no float in between)."""
     text = format(Decimal(literal), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return _JsonFloat(text.rstrip("0").rstrip(".") if "." in text else text)
 
 
-def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery:
+def _exact_literal(text: str) -> bool:
+    """Plain digits of an integer below 2^53 (a float would have held it exactly)."""
+    return text.isdigit() and int(text) < 2**53
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend(
+                (v, level + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+def _check_json_shape(
+    doc: list[Any], text: str, contract: Contract, limits: ReadLimits, where: _Where
+) -> None:
+    """Refuse values nested deeper than the limit (the array and its objects are 2 levels)."""
+    if text.count("{") + text.count("[") <= len(doc) + 1:
+        return  # no list or object inside the row objects
+    for i, obj in enumerate(doc):
+        if not isinstance(obj, dict):
+            continue
+        for key, value in obj.items():
+            if isinstance(value, dict | list) and _depth(value) + 2 > limits.max_json_depth:
+                name = _header_index(contract).get(header_key(key))
+                raise where.unreadable(
+                    f"JSON 数组第{i + 1}个对象的“{key}”嵌套超过 {limits.max_json_depth} 层",
+                    row=i + 1,
+                    column=name,
+                )
+
+
+def _read_json(
+    content: bytes, contract: Contract, limits: ReadLimits, where: _Where
+) -> RawDelivery:
     data, _encoding, codec = _detect_encoding(content)
     try:
         text = data.decode(codec)
@@ -638,8 +1153,16 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
         ) from None
     except ValueError:  # e.g. an integer longer than Python converts
         raise where.unreadable("JSON 格式错误：数值无法读取") from None
+    except RecursionError:
+        raise where.unreadable(
+            f"JSON 嵌套层数过深（超过 {limits.max_json_depth} 层），不是按行排列的对象数组"
+        ) from None
     if not isinstance(doc, list):
         raise where.unreadable("JSON 顶层应为对象数组（[{…}, {…}]）")
+    try:
+        _check_json_shape(doc, text, contract, limits, where)
+    except UnreadableDelivery as exc:
+        raise _counted(exc, len(doc)) from None
     keys: dict[str, None] = {}
     for i, obj in enumerate(doc):
         if not isinstance(obj, dict):
@@ -653,15 +1176,21 @@ def _read_json(content: bytes, contract: Contract, where: _Where) -> RawDelivery
         frame = pd.DataFrame({**empty, "source_row": np.arange(0, dtype=np.int64)})
         return RawDelivery(frame, "json", None, 0, (), (), 0, 0)
     names = list(keys)
+    if len(names) > limits.max_columns:
+        raise where.unreadable(
+            f"JSON 对象共有 {len(names)} 个不同的键，超过读取上限 {limits.max_columns} 列"
+        )
     header = _order(_map_header(names, contract, where, row=None), contract)
-    columns = [
-        pa.array(_column_text([obj.get(k) for obj in doc]), pa.large_string()) for k in names
-    ]
-    source_row = np.arange(1, len(doc) + 1, dtype=np.int64)
-    frame = pd.DataFrame(
-        {
-            **{n: pd.array(columns[p], dtype="string") for n, p in header.positions.items()},
-            "source_row": source_row,
-        }
-    )
+    identifiers = identifier_columns(contract)
+    out: dict[str, Any] = {}
+    flags: dict[str, np.ndarray] = {}
+    for name, position in header.positions.items():
+        values = [obj.get(names[position]) for obj in doc]
+        out[name] = pd.array(pa.array(_column_text(values), pa.large_string()), dtype="string")
+        if name in identifiers:
+            flag = np.fromiter(map(_inexact_number, values), dtype=bool, count=len(values))
+            if flag.any():
+                flags[NUMBER_CELL + name] = flag
+    out["source_row"] = np.arange(1, len(doc) + 1, dtype=np.int64)
+    frame = pd.DataFrame(out | flags)
     return RawDelivery(frame, "json", None, 0, header.missing, header.extra, 0, 0)

@@ -8,6 +8,8 @@ reader's calamine) is the independent witness of Excel's row numbers.
 from __future__ import annotations
 
 import io
+import re
+import zipfile
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +31,7 @@ from datashare.synth import (
 from expectations.contract import get_contract, load_common, load_contracts
 from tasks.checks import id18_check_char
 from tasks.normalise import normalise_column
-from tasks.read import RawDelivery, read_delivery
+from tasks.read import NUMBER_CELL, RawDelivery, ReadLimits, read_delivery
 
 COMMON = load_common()
 DIBAO = get_contract("MZ_DIBAO")  # CSV, GB18030 by contract; an alias on 月保障金（元）
@@ -494,6 +496,9 @@ def test_xlsx_ids_typed_as_numbers_keep_every_digit() -> None:
     assert ids[2] == "610327199001011000"  # what Excel keeps of a typed 18-digit number
     assert ids[3] == id15 and raw.frame["head_id_number"].iloc[3] == id15
     assert raw.frame["head_id_number"].iloc[1] == ids[1]
+    # The reader knows which cells were numbers beyond 2^53: validation quarantines them.
+    assert raw.frame[NUMBER_CELL + "id_number"].tolist() == [False, True, True, False]
+    assert raw.frame[NUMBER_CELL + "head_id_number"].tolist() == [False, True, False, False]
 
 
 def test_xlsx_dates_and_serials() -> None:
@@ -631,7 +636,6 @@ def test_empty_file_is_unreadable(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "MZ_DIBAO_20250312.xls",
         "MZ_DIBAO_20250312.txt",
         "MZ_DIBAO_20250312",
         "MZ_DIBAO_20250312.csv.zip",
@@ -647,3 +651,186 @@ def test_format_follows_the_extension_in_any_case() -> None:
     # The contract says CSV; the department sent an upper-case .XLSX: the file decides.
     raw = read(render_delivery(DIBAO, dibao_rows(), fmt="xlsx"), "MZ_DIBAO_20250312.XLSX")
     assert raw.fmt == "xlsx" and names(raw) == RARE_NAMES
+
+
+# --- spreadsheets by their bytes, limits, isolation --------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["xls", "ods", "et"])
+def test_text_named_as_a_spreadsheet_is_unreadable(ext: str) -> None:
+    name = f"MZ_DIBAO_20250312.{ext}"
+    with pytest.raises(UnreadableDelivery) as caught:
+        read(render_delivery(DIBAO, dibao_rows()), name)
+    assert_where(caught.value, name, row=None)
+    assert "不是 Excel/WPS/LibreOffice 表格" in caught.value.reason
+
+
+@pytest.mark.parametrize("ext", ["xls", "et", "ods"])
+def test_xlsx_bytes_under_another_spreadsheet_name_are_read(ext: str) -> None:
+    # Offices rename files: the bytes decide how a workbook is read, the ledger says which.
+    raw = read(render_delivery(DIBAO, dibao_rows(), fmt="xlsx"), f"MZ_DIBAO_20250312.{ext}")
+    assert raw.fmt == "xlsx" and names(raw) == RARE_NAMES and raw.sheet is not None
+
+
+def _book(sheets: list[tuple[str, list[list[object]], str]]) -> bytes:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows, state in sheets:
+        sheet = book.create_sheet(title)
+        for r in rows:
+            sheet.append(r)
+        sheet.sheet_state = state
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+SHEET_HEADER: list[object] = [
+    "户主身份证号",
+    "成员姓名",
+    "成员身份证号",
+    "保障类别",
+    "月保障金（元）",
+    "纳入日期",
+    "状态",
+]
+
+
+def _sheet_rows(*people: str) -> list[list[object]]:
+    return [SHEET_HEADER] + [
+        [ID_A, p, ID_B, "农村低保", "300", "2024-01-01", "在保"] for p in people
+    ]
+
+
+def test_only_the_visible_sheet_with_the_header_is_read() -> None:
+    content = _book(
+        [
+            ("旧", _sheet_rows("甲", "乙"), "hidden"),
+            ("空白", [], "visible"),
+            ("说明", [["本表说明"], ["第二行"]], "visible"),
+            ("名单", _sheet_rows("丙"), "visible"),
+            ("隐藏2", _sheet_rows("丁"), "veryHidden"),
+        ]
+    )
+    raw = read(content, XLSX_NAME)
+    assert raw.sheet == "名单" and names(raw) == ["丙"]
+
+
+def test_no_visible_sheet_with_the_header_is_a_layout_error() -> None:
+    content = _book([("说明", [["本表说明"]], "visible"), ("数据", _sheet_rows("甲"), "hidden")])
+    with pytest.raises(LayoutError) as caught:
+        read(content, XLSX_NAME)
+    assert "找不到表头行" in caught.value.reason
+
+
+def test_two_visible_sheets_with_the_header_fail() -> None:
+    content = _book([("一", _sheet_rows("甲"), "visible"), ("二", _sheet_rows("乙"), "visible")])
+    with pytest.raises(LayoutError) as caught:
+        read(content, XLSX_NAME)
+    assert caught.value.reason.startswith("多个工作表含数据：“一”、“二”")
+    assert_where(caught.value, XLSX_NAME, row=None)
+
+
+@pytest.mark.parametrize(
+    ("limits", "words"),
+    [
+        (ReadLimits(max_unzipped_bytes=2000), "解压后"),
+        (ReadLimits(max_cells=8), "超过读取上限"),  # declared A1:G3 = 21 cells
+        (ReadLimits(max_columns=5), "超过读取上限"),
+        (ReadLimits(worker_timeout_seconds=1e-6), "异常退出"),
+    ],
+)
+def test_spreadsheet_limits_refuse_in_chinese(limits: ReadLimits, words: str) -> None:
+    content = _book([("名单", _sheet_rows("甲", "乙"), "visible")])
+    with pytest.raises(UnreadableDelivery) as caught:
+        read_delivery(content, XLSX_NAME, DIBAO, COMMON, limits)
+    assert words in caught.value.reason, caught.value.reason
+    assert_where(caught.value, XLSX_NAME, row=None)
+    assert names(read(content, XLSX_NAME)) == ["甲", "乙"]  # within the default limits: read
+
+
+def test_sheet_without_a_dimension_is_bounded_after_loading() -> None:
+    # No <dimension> to check before: the worker checks the loaded sheet itself.
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet = book.add_worksheet()
+    for r, row_ in enumerate(_sheet_rows("甲", "乙", "丙")):
+        sheet.write_row(r, 0, row_)
+    book.close()
+    stripped = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(stripped, "w") as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension [^>]*/>", b"", data)
+                assert b"<dimension" not in data
+            out.writestr(info, data)
+    with pytest.raises(UnreadableDelivery) as caught:
+        read_delivery(stripped.getvalue(), XLSX_NAME, DIBAO, COMMON, ReadLimits(max_cells=20))
+    assert "4 行 × 7 列" in caught.value.reason
+    assert names(read(stripped.getvalue(), XLSX_NAME)) == ["甲", "乙", "丙"]
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "json"])
+def test_an_over_large_value_is_refused_in_any_format(fmt: str) -> None:
+    rows = dibao_rows(3)
+    rows[1]["name"] = "长" * 40_000
+    name = CSV_NAME.replace(".csv", f".{fmt}")
+    if fmt == "xlsx":  # xlsxwriter keeps to Excel's 32,767 characters a cell; openpyxl not
+        sheet = _sheet_rows("甲", "乙", "丙")
+        sheet[2][1] = rows[1]["name"]
+        content = _book([("名单", sheet, "visible")])
+    else:
+        content = render_delivery(DIBAO, rows, fmt=fmt)
+    # (calamine itself cuts a cell at Excel's 32,767 characters: a lower limit shows the check)
+    limits = ReadLimits(max_field_chars=30_000)
+    with pytest.raises(UnreadableDelivery) as caught:
+        read_delivery(content, name, DIBAO, COMMON, limits)
+    first = 1 if fmt == "json" else 2
+    assert (caught.value.row, caught.value.column) == (first + 1, "name")
+    length = 40_000 if fmt == "json" else 32_767
+    assert f"{length} 个字符，超过上限 30000" in caught.value.reason
+
+
+def test_cr_only_csv_with_a_multiline_value_and_empty_lines() -> None:
+    text = "\r".join(
+        [HEADER, row("甲"), "", f'{ID_A},"乙\r乙",{ID_B},农村低保,300,2024-01-01,在保']
+    )
+    raw = read(text.encode("gb18030"))
+    assert names(raw) == ["甲", "乙\n乙"]  # a CR-only file's line ends are read as lines
+    assert rows_of(raw) == [2, 4] and raw.blank_rows == 1
+
+
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"])
+def test_utf16_csv_is_refused_with_what_to_do(bom: bytes) -> None:
+    codec = "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be"
+    with pytest.raises(UnreadableDelivery) as caught:
+        read(bom + (HEADER + "\r\n" + row("甲")).encode(codec))
+    assert "UTF-16" in caught.value.reason and "另存为 UTF-8 或 GB18030" in caught.value.reason
+
+
+def test_identifier_columns_of_a_contract() -> None:
+    from tasks.read import identifier_columns
+
+    assert identifier_columns(DIBAO) == {
+        "village_code",
+        "head_id_number",
+        "id_number",
+        "bank_account",
+    }
+    assert "event_id" in identifier_columns(BIANDONG)  # a text key
+    assert "name" not in identifier_columns(BIANDONG)
+
+
+def test_a_bug_in_the_spreadsheet_worker_is_raised_without_cell_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tasks.read
+
+    def broken(*_args: object) -> None:
+        raise ValueError(f"cannot parse {ID_A}")
+
+    monkeypatch.setattr(tasks.read, "_read_book_here", broken)  # the forked worker inherits it
+    with pytest.raises(RuntimeError) as caught:
+        read(render_delivery(DIBAO, dibao_rows(), fmt="xlsx"), XLSX_NAME)
+    assert str(caught.value) == "spreadsheet reader worker failed with ValueError"
