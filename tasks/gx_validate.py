@@ -24,7 +24,11 @@ What lands under `context_root` (a GX file project, created on first use):
 
 Personal data: results hold counts, percentages and at most 20 unexpected values per
 expectation, and expectations on personal columns (contract `pii`) hold no values at all
-(expectations/gx_custom.py). Batch parameters are stored as a placeholder, never the frame.
+(expectations/gx_custom.py). Every other value a result holds is masked if it looks like an id,
+a phone or a bank account (tasks.mask.mask_lookalikes: an id typed into 救助类型 must not show
+under "Sampled Unexpected Values"): the project's validation results store masks each result
+before it is stored, and the Data Docs are built from what it stored. Batch parameters are
+stored as a placeholder, never the frame.
 
 GX objects are not thread-safe: everything GX runs under `_LOCK` (Prefect runs deliveries in
 threads). A project is opened once per `context_root` per process and kept.
@@ -50,6 +54,7 @@ import pandas as pd
 from expectations.contract import Contract
 from expectations.gx_custom import gx
 from expectations.gx_suite import DEFECTS_COLUMN, build_suites
+from tasks.mask import mask_lookalikes_text
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -214,9 +219,57 @@ def _open_project(root: Path) -> _Project:
         variables.save()
     if DATASOURCE not in context.data_sources.all():
         context.data_sources.add_pandas(name=DATASOURCE)
+    _mask_stored_results(context)
     project = _Project(context=context)
     _PROJECTS[root] = project
     return project
+
+
+def masked_result_value(value: Any) -> Any:
+    """A validation result's value with every id, phone or bank account in it masked: text
+    anywhere inside, and numbers of 11 digits or more (an id or phone typed as a number)."""
+    if isinstance(value, str):
+        return mask_lookalikes_text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float) and abs(value) >= 1e10:
+        text = str(value)
+        masked = mask_lookalikes_text(text)
+        return value if masked == text else masked
+    if isinstance(value, Mapping):
+        return {k: masked_result_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked_result_value(v) for v in value]
+    return value
+
+
+def mask_suite_result(result: ExpectationSuiteValidationResult) -> None:
+    """Mask, in place, every value the expectation results of a suite run hold."""
+    for one in result.results:
+        if one.result:
+            one.result = masked_result_value(dict(one.result))
+
+
+def _mask_stored_results(context: Any) -> None:
+    """Make the project's validation results store mask each result before storing it.
+
+    GX stores a suite's result as soon as it has run, before the Checkpoint's actions build
+    the Data Docs from it, and offers no hook in between: the store's method is wrapped, on
+    this one store object, once.
+    """
+    store = context.validation_results_store
+    if getattr(store, "_datashare_masks", False):
+        return
+    original = store.store_validation_results
+
+    def store_masked(*args: Any, **kwargs: Any) -> Any:
+        result = kwargs.get("suite_validation_result", args[0] if args else None)
+        if isinstance(result, ExpectationSuiteValidationResult):
+            mask_suite_result(result)
+        return original(*args, **kwargs)
+
+    store.store_validation_results = store_masked
+    store._datashare_masks = True
 
 
 def _batch_definition(project: _Project, dataset: str) -> Any:

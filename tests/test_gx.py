@@ -318,6 +318,34 @@ def test_no_personal_data_on_disk(gx_root: Path) -> None:
     assert "Row rule" in suite_page
 
 
+def test_an_id_phone_or_bank_account_typed_into_any_column_is_masked(tmp_path: Path) -> None:
+    """publishing.md "Forms": a value that looks like an id, phone or bank account is masked
+    wherever it was typed, a data-quality page included (here: enum columns, not personal)."""
+    (typed_id,) = make_ids(1, "20120901", 777)
+    phone, bank = "13912340000", "6217000011112222333"
+    frame = dibao(
+        20,
+        assistance_type=[typed_id, f"手机{phone}"] + ["农村低保"] * 18,
+        status=[f"{bank[:4]} {bank[4:8]} {bank[8:12]} {bank[12:16]} {bank[16:]}", bank]
+        + ["在保"] * 18,
+    )
+    run(frame, "MZ_DIBAO", tmp_path, "typed", docs=True)
+    counts = unexpected_counts(tmp_path, "MZ_DIBAO", "typed")
+    assert counts["expect_column_values_to_be_in_set(assistance_type)"] == 2
+    assert counts["expect_column_values_to_be_in_set(status)"] == 2  # still judged unexpected
+    written = {
+        p: p.read_text(encoding="utf-8", errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix in {".json", ".html"}
+    }
+    pages = [t for p, t in written.items() if p.suffix == ".html" and "MZ_DIBAO.contract" in t]
+    assert pages and any("Sampled Unexpected Values" in t for t in pages)
+    for plain in (typed_id, typed_id[6:14], phone, bank, bank[4:16], "1111 2222"):
+        assert not [p.name for p, t in written.items() if any(f in t for f in _forms(plain))]
+    shown = "".join(pages)
+    assert typed_id[:6] + "*" * 8 + typed_id[-4:] in shown and "139****0000" in shown
+
+
 # --- suites ---------------------------------------------------------------------------------------
 
 

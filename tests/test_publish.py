@@ -548,6 +548,8 @@ def test_grants_publish_only_the_rows_a_legal_duty_names() -> None:
     children = rows("JT", "XC_REN")  # aged 3-22 on AS_OF: P2 only (P5 is 2, P3 is 25)
     assert children["person_key"].tolist() == [person_key(P2, SECRET)]
     assert children["id_number"].tolist() == [P2[:6] + "*" * 8 + P2[-4:]]
+    # A mask is a mask: the age in whole years, never the birth date (the hidden digits).
+    assert "birth_date" not in children and children["age"].tolist() == [12]
     deaths = rows("MZ", "GA_BIANDONG")
     assert deaths["change_type"].tolist() == ["死亡"]
     assert deaths["person_key"].tolist() == [person_key(P4, SECRET)]

@@ -10,7 +10,12 @@ Semantics (spec "Modes and history"):
   snapshot  a new key opens a version; a changed row (row_hash differs) closes the current
             version (valid_to = D, is_current false) and opens a new one; an unchanged key is
             untouched; a key missing from the snapshot is closed; a key that comes back opens a
-            new version (counted as reopened).
+            new version (counted as reopened). A key whose row the delivery carried but
+            quarantined is *held*, not missing: its current version stays open, untouched
+            (counted as held: not re-confirmed by this delivery) until a later delivery
+            confirms, changes or omits it. A typo never closes a key. The held keys travel
+            with the accepted rows (the Parquet's schema metadata, `attach_held_keys`), so a
+            rebuild from the lake holds the same keys as the night did.
   events    rows are appended; a key delivered again is a correction: the latest delivery wins.
   cancel_reversals (YB_JIESUAN)  a 冲销 row cancels the 正常 row with the same settlement_id:
             both are kept, the 正常 row gets a new version with cancelled = true and
@@ -27,6 +32,7 @@ Nothing here reads a clock: the same deliveries give byte-identical table conten
 
 from __future__ import annotations
 
+import base64
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -95,6 +101,9 @@ _SYSTEM_TYPES: dict[str, pa.DataType] = {
     "cancelled_by": pa.string(),
 }
 _NEW_KEY = "_new_key"  # flag on insert rows: the key had no current version
+# Schema metadata of an accepted table: the keys of the delivery's quarantined rows (held keys),
+# as a base64 Arrow IPC stream (typed like the key columns).
+HELD_KEYS_METADATA = b"datashare.held_keys"
 # The one dataset-specific merge rule; the contract names it (merge_hook: cancel_reversals).
 _REVERSAL = {"id": "settlement_id", "kind": "settle_kind", "normal": "正常", "reversal": "冲销"}
 
@@ -120,6 +129,7 @@ class MergeStats:
     unchanged: int = 0  # keys delivered again with the same row
     reopened: int = 0  # snapshot keys that came back after being closed
     cancelled: int = 0  # 正常 settlements cancelled by a 冲销 (cancel_reversals only)
+    held: int = 0  # snapshot keys kept open: delivered, but quarantined (not re-confirmed)
     skipped: bool = False  # this delivery was already merged for this date: nothing done
 
 
@@ -193,6 +203,54 @@ def _canonical(accepted: pa.Table, contract: Contract, delivery_id: str) -> pa.T
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _key_schema(contract: Contract) -> pa.Schema:
+    schema = accepted_schema(contract)
+    return pa.schema([schema.field(k) for k in contract.key])
+
+
+def attach_held_keys(accepted: pa.Table, contract: Contract, quarantined: pd.DataFrame) -> pa.Table:
+    """`accepted` carrying the keys of the delivery's quarantined rows (its held keys).
+
+    `quarantined`: the quarantined rows (at least the key columns, typed as validated). A key
+    column that could not be read is null. The first key column names whom the row is about
+    (the id or household id, first in every contract's key): a row without it names no key and
+    is left out; with it, the unreadable rest matches anything, so an id typed into
+    MZ_DIBAO's 保障类别 keeps that person's current rows open. Only
+    snapshots use held keys (an events delivery closes nothing); the keys are kept distinct and
+    sorted, so the same delivery always gives the same bytes.
+    """
+    if contract.mode != "snapshot":
+        return accepted
+    schema = _key_schema(contract)
+    keys = quarantined[list(contract.key)].dropna(subset=[contract.key[0]])
+    table = pa.Table.from_arrays(
+        [pa.array(keys[k], type=schema.field(k).type, from_pandas=True) for k in contract.key],
+        schema=schema,
+    )
+    table = table.group_by(list(contract.key)).aggregate([])
+    table = table.sort_by([(k, "ascending") for k in contract.key]).select(list(contract.key))
+    # group_by and sort_by keep nulls together and last: deterministic
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(table)
+    metadata = dict(accepted.schema.metadata or {})
+    metadata[HELD_KEYS_METADATA] = base64.b64encode(sink.getvalue().to_pybytes())
+    return accepted.replace_schema_metadata(metadata)
+
+
+def held_keys(accepted: pa.Table, contract: Contract) -> pa.Table:
+    """The held keys an accepted table carries (`attach_held_keys`; none if it carries none)."""
+    schema = _key_schema(contract)
+    encoded = (accepted.schema.metadata or {}).get(HELD_KEYS_METADATA)
+    if encoded is None or contract.mode != "snapshot":
+        return schema.empty_table()
+    with pa.ipc.open_stream(base64.b64decode(encoded)) as reader:
+        table = reader.read_all()
+    if table.schema.names != schema.names:
+        raise HistoryError(f"{contract.dataset}: held keys name columns {table.schema.names}")
+    return table.cast(schema)
+
+
 # --- reading the current state ----------------------------------------------------------------
 
 
@@ -249,6 +307,7 @@ class _Diff:
     closed: int
     unchanged: int
     cancelled: int
+    held: int  # current keys kept open: their row was quarantined
 
 
 def _diff(
@@ -271,12 +330,22 @@ def _diff(
         FROM n LEFT JOIN cur c ON {on}
     """)
     if contract.mode == "snapshot":
+        # Missing: neither delivered and accepted (n) nor delivered and quarantined (held;
+        # a null in a held key is a key column that could not be read: it matches any value).
+        on_held = _held_match(key)
         duck.execute(
             f"CREATE TABLE gone AS SELECT {keys} FROM cur c "
-            f"WHERE NOT EXISTS (SELECT 1 FROM n WHERE {on})"
+            f"WHERE NOT EXISTS (SELECT 1 FROM n WHERE {on}) "
+            f"AND NOT EXISTS (SELECT 1 FROM held h WHERE {on_held})"
+        )
+        duck.execute(
+            f"CREATE TABLE kept AS SELECT {keys} FROM cur c "
+            f"WHERE NOT EXISTS (SELECT 1 FROM n WHERE {on}) "
+            f"AND EXISTS (SELECT 1 FROM held h WHERE {on_held})"
         )
     else:
         duck.execute(f"CREATE TABLE gone AS SELECT {keys} FROM cur WHERE FALSE")
+        duck.execute(f"CREATE TABLE kept AS SELECT {keys} FROM cur WHERE FALSE")
     flags_select, flags_join = "", ""
     if hooked:
         _cancel_reversals(duck, key, delivery_id)
@@ -322,10 +391,16 @@ def _diff(
                (SELECT count(*) FROM cancel)
                {
         "+ (SELECT count(*) FROM flags WHERE cancelled AND NOT was_cancelled)" if hooked else ""
-    }
+    },
+               (SELECT count(*) FROM kept)
     """).fetchall()[0]
-    changed, closed, unchanged, cancelled = (int(v) for v in counts)
-    return _Diff(inserts, closes, cancels, new_keys, changed, closed, unchanged, cancelled)
+    changed, closed, unchanged, cancelled, held = (int(v) for v in counts)
+    return _Diff(inserts, closes, cancels, new_keys, changed, closed, unchanged, cancelled, held)
+
+
+def _held_match(key: Sequence[str]) -> str:
+    """DuckDB condition: held key `h` names current key `c` (a null part matches anything)."""
+    return " AND ".join(f"(h.{_q(k)} IS NULL OR h.{_q(k)} = c.{_q(k)})" for k in key)
 
 
 def _cancel_reversals(duck: duckdb.DuckDBPyConnection, key: list[str], delivery_id: str) -> None:
@@ -620,6 +695,7 @@ def _merge(
         ).scalar_one()
     )
 
+    held = held_keys(accepted, contract)
     incoming = _canonical(accepted, contract, delivery_id)
     incoming = incoming.append_column("_ord", pa.array(np.arange(incoming.num_rows)))
     keys = ", ".join(_q(k) for k in contract.key)
@@ -643,6 +719,7 @@ def _merge(
             hash_rows()
             current = _current_state(conn, contract, duck)
         duck.register("cur", current)
+        duck.register("held", held)
         diff = _diff(duck, contract, exchange_date, delivery_id)
 
     rows = _with_person_keys(diff.inserts, contract, secret)
@@ -660,14 +737,16 @@ def _merge(
         unchanged=diff.unchanged,
         reopened=reopened,
         cancelled=diff.cancelled,
+        held=diff.held,
     )
-    record = {k: v for k, v in asdict(stats).items() if k != "skipped"}
+    # history_merges has no column for held keys: they are in the delivery's lake file.
+    record = {k: v for k, v in asdict(stats).items() if k not in ("skipped", "held")}
     conn.execute(insert(history_merges).values(**record))
     log.info(
         "merged %s %s: %s",
         dataset,
         delivery_id,
-        {k: v for k, v in record.items() if isinstance(v, int)},
+        {k: v for k, v in asdict(stats).items() if type(v) is int},
     )
     return stats
 
@@ -733,6 +812,48 @@ def _rebuild(
         )
         for did, day, rel in replay
     ]
+
+
+def unconfirmed_keys(conn: Connection, dataset: str, lake_root: Path) -> pa.Table:
+    """The current keys of a snapshot dataset that its latest merged delivery did not
+    re-confirm: delivered, but quarantined (held); their versions are the earlier ones.
+
+    Read from that delivery's accepted Parquet in the lake (its held keys), sorted by key.
+    """
+    contract = get_contract(dataset)
+    empty = _key_schema(contract).empty_table()
+    if contract.mode != "snapshot":
+        return empty
+    hm, d = history_merges.c, deliveries.c
+    latest = conn.execute(
+        select(d.lake_path)
+        .select_from(history_merges.join(deliveries, hm.delivery_id == d.delivery_id))
+        .where(hm.dataset == dataset)
+        .order_by(hm.exchange_date.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if not latest:
+        return empty
+    held = held_keys(pq.read_schema(Path(lake_root) / latest).empty_table(), contract)
+    if held.num_rows == 0:
+        return empty
+    table = history_tables[dataset]
+    key = list(contract.key)
+    current = fetch_arrow(
+        conn, select(*(table.c[k] for k in key)).where(table.c.is_current == true()), empty.schema
+    )
+    keys = ", ".join(f"c.{_q(k)}" for k in key)
+    with duckdb.connect() as duck:
+        duck.register("cur", current)
+        duck.register("held", held)
+        return (
+            duck.sql(
+                f"SELECT {keys} FROM cur c WHERE EXISTS (SELECT 1 FROM held h WHERE "
+                f"{_held_match(key)}) ORDER BY {keys}"
+            )
+            .to_arrow_table()
+            .cast(empty.schema)
+        )
 
 
 def history_rows(conn: Connection, dataset: str) -> pa.Table:

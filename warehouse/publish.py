@@ -44,7 +44,8 @@ from expectations.contract import (
     load_common,
     load_contracts,
 )
-from tasks.mask import mask_series
+from tasks.mask import mask_lookalikes, mask_series
+from tasks.rules import age_on
 from warehouse import published as files
 from warehouse.identity import person_key, person_keys
 from warehouse.tables import deliveries, person_key_column, rejects
@@ -80,8 +81,11 @@ class ColumnDef:
     label: str
     type: str = "text"
     pii: str | None = None  # id name phone bank health address (the contracts' marks)
-    source: str | None = None  # key columns: the id column the key is computed from
+    source: str | None = None  # key and derived columns: the id column they are computed from
     optional: bool = False  # may be missing from the input (filled with nulls)
+    derived: str | None = None  # "age": whole years on the exchange date, from `source`
+    free_text: bool = False  # typed by people: ids, phones, bank accounts in it are masked
+    reveals: str | None = None  # the id column whose hidden (masked) digits this one carries
 
     @property
     def never(self) -> bool:
@@ -141,7 +145,7 @@ SHARED_TABLES: dict[str, TableDef] = {
                 _c("name", "姓名", pii="name"),
                 _c("household_id", "户编号"),
                 _c("gender", "性别"),
-                _c("birth_date", "出生日期", "date"),
+                ColumnDef("birth_date", "出生日期", "date", reveals="id_number"),
                 _c("age", "年龄", "int"),
                 _c("village_code", "行政区划代码"),
                 _c("town", "乡镇"),
@@ -307,12 +311,52 @@ def _key_label(id_header: str) -> str:
     return f"{id_header}（人员标识）"
 
 
+def _birth_date_of(contract: Any) -> dict[str, str]:
+    """Date columns that carry an id's birth date (the digits a masked id hides) -> that id.
+
+    A date column is one if it is named birth_date or a row rule ties it to an id column."""
+    ids = [c.name for c in contract.columns if c.type == "id18"]
+    if not ids:
+        return {}
+    dates = {c.name for c in contract.columns if c.type == "date"}
+    found = {"birth_date": ids[0]} if "birth_date" in dates else {}
+    for rule in contract.row_rules:
+        tied = [i for i in ids if i in rule.columns]
+        found |= dict.fromkeys((c for c in rule.columns if c in dates), tied[0]) if tied else {}
+    return found
+
+
+_IDENTIFIER_SUFFIXES = ("_no", "_id", "_code")
+
+
+@cache
+def _identifier_columns() -> frozenset[str]:
+    """Columns that are some dataset's key: identifiers, never free text."""
+    return frozenset(k for contract in load_contracts().values() for k in contract.key)
+
+
 @cache
 def _dataset_def(dataset: str) -> TableDef:
     contract = get_contract(dataset)
+    births = _birth_date_of(contract)
     columns: list[ColumnDef] = []
     for c in contract.columns:
-        columns.append(ColumnDef(c.name, c.header, _CONTRACT_TYPES.get(c.type, "text"), c.pii))
+        free = (
+            c.type == "text"
+            and c.pii is None
+            and not c.pattern
+            and c.name not in _identifier_columns()
+            and not c.name.endswith(_IDENTIFIER_SUFFIXES)  # 全国学籍号 is G + the id: a code
+        )
+        kind = _CONTRACT_TYPES.get(c.type, "text")
+        columns.append(
+            ColumnDef(c.name, c.header, kind, c.pii, free_text=free, reveals=births.get(c.name))
+        )
+        if c.name in births and c.name == "birth_date":
+            # What a consumer gets instead of the birth date where the id is masked.
+            columns.append(
+                ColumnDef("age", "年龄", "int", source=births[c.name], optional=True, derived="age")
+            )
         if c.type == "id18":
             columns.append(
                 ColumnDef(
@@ -439,6 +483,7 @@ def check_access(matrix: AccessMatrix) -> list[str]:
             foreign = tdef.dept is not None and tdef.dept != consumer and consumer != "XC"
             if foreign and not entry.grant:
                 problems.append(f"{where}: another department's dataset needs a grant")
+            problems += _check_hidden_digits(matrix, where, tdef, entry)
             if consumer not in ("XC", PUBLIC) and name != "alerts" and (foreign or not tdef.dept):
                 plain = [
                     c.name
@@ -448,6 +493,20 @@ def check_access(matrix: AccessMatrix) -> list[str]:
                 if plain:
                     problems.append(f"{where}: {plain} may not be plain for {consumer}")
     return problems
+
+
+def _check_hidden_digits(
+    matrix: AccessMatrix, where: str, tdef: TableDef, entry: TableAccess
+) -> list[str]:
+    """publishing.md "Forms": where an id is masked, no column of the row may carry its hidden
+    digits (the birth date): publish age in whole years instead."""
+    resolved = resolve_columns(matrix, tdef, entry)
+    masked = {c.name for c, form in resolved if c.pii == "id" and form == "masked"}
+    return [
+        f"{where}: {c.name} rebuilds the hidden digits of masked {c.reveals} (publish age)"
+        for c, form in resolved
+        if c.reveals in masked and form != "never"
+    ]
 
 
 def _check_columns(
@@ -583,16 +642,20 @@ def prepare(
 
 def _remask_rejects(frame: pd.DataFrame) -> pd.DataFrame:
     """value_masked again, from the contract's mark of the column: never more than the masked
-    form, and nothing at all of a never-form column (masking a masked value changes nothing)."""
-    value = frame["value_masked"].copy()
+    form, and nothing at all of a never-form column (masking a masked value changes nothing);
+    an id, phone or bank account typed into any other column, or quoted in the message, is
+    masked too (rejects recorded before that rule included)."""
+    value = mask_lookalikes(frame["value_masked"])
     for (dataset, column), rows in frame.groupby(["dataset", "column"], dropna=True).groups.items():
         contract = load_contracts().get(str(dataset))
         pii = None
         if contract is not None and column in contract.column_names:
             pii = contract.column(str(column)).pii
         if pii is not None:
-            value.loc[rows] = mask_series(value.loc[rows], pii)
-    return frame.assign(value_masked=value.astype("string"))
+            value.loc[rows] = mask_series(frame["value_masked"].loc[rows], pii)
+    return frame.assign(
+        value_masked=value.astype("string"), message=mask_lookalikes(frame["message"])
+    )
 
 
 # --- applying the matrix -------------------------------------------------------------------------
@@ -623,11 +686,7 @@ def _holds(frame: pd.DataFrame, cond: RowCondition, ctx: _Context) -> pd.Series:
     elif cond.age is not None:
         if ctx.as_of is None:
             raise PublishError(f"an age condition on {cond.column} needs the exchange date")
-        birth = pd.to_datetime(text_values.str.slice(6, 14), format="%Y%m%d", errors="coerce")
-        later = (birth.dt.month > ctx.as_of.month) | (
-            (birth.dt.month == ctx.as_of.month) & (birth.dt.day > ctx.as_of.day)
-        )
-        age = ctx.as_of.year - birth.dt.year - later.astype("Int64")
+        age = _ages(text_values, ctx.as_of)
         result = (age >= cond.age[0]) & (age <= cond.age[1])
     elif cond.dataset_of is not None:
         dept = _subst(cond.dataset_of, ctx.consumer)
@@ -662,8 +721,21 @@ def _project(
     out = {}
     for column, form in columns:
         values = rows[column.name]
-        out[column.name] = mask_series(values, column.pii) if form == "masked" else values
+        if column.derived == "age":
+            values = _ages(rows[column.source or ""], ctx.as_of)
+        if form == "masked":
+            values = mask_series(values, column.pii)
+        elif column.free_text:
+            values = mask_lookalikes(values)
+        out[column.name] = values
     return pd.DataFrame(out, index=rows.index).reset_index(drop=True), columns
+
+
+def _ages(ids: pd.Series, as_of: date | None) -> pd.Series:
+    """Whole years on `as_of` from the birth date inside each id (NA without a date)."""
+    if as_of is None or not len(ids):
+        return pd.Series(pd.NA, index=ids.index, dtype="Int64")
+    return age_on(ids.astype("string"), as_of).astype("Int64")
 
 
 def apply_access(
@@ -756,12 +828,20 @@ def town_summary(
 
 def ledger_tables(conn: Connection, as_of: date | None) -> dict[str, pd.DataFrame]:
     """deliveries and rejects up to `as_of` (all when None); rejects of superseded deliveries
-    no longer stand (the re-delivery replaced them)."""
+    no longer stand (the re-delivery replaced them). The files of the landing area that were
+    not taken in (warehouse.tables_ops.landing_issues) are in the ledger as `refused` rows with
+    their Chinese reason, so a department sees them in its 交换台账."""
+    from warehouse.tables_ops import landing_issues_frame
+
     d = deliveries.c
     query = select(deliveries)
     if as_of is not None:
         query = query.where(d.exchange_date <= as_of)
     ledger = pd.read_sql(query, conn)
+    issues = landing_issues_frame(conn, None, as_of)
+    if len(issues):
+        refused = issues.rename(columns={"first_seen_at": "received_at"}).assign(status="refused")
+        ledger = pd.concat([ledger, refused.drop(columns=["kind"])], ignore_index=True)
     standing = select(d.delivery_id).where(d.status != "superseded")
     if as_of is not None:
         standing = standing.where(d.exchange_date <= as_of)
