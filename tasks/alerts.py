@@ -69,6 +69,7 @@ from warehouse.tables import (
     valid_on,
 )
 from warehouse.tables_alerts import alert_days, alert_feedback, alert_runs, alerts
+from warehouse.tables_portal import read_portal_verifications
 
 log = logging.getLogger(__name__)
 
@@ -1525,9 +1526,18 @@ def advance(
 
 
 def read_feedback(conn: Connection, as_of: date) -> pd.DataFrame:
-    """XC_HECHA verification results known on as_of (checked_date on or before it)."""
+    """XC_HECHA verification results known on as_of (checked_date on or before it), and the
+    verifications XC recorded in the portal, read the same way: per alert the latest
+    checked_date wins (on a tie, the portal's, recorded after the file's night)."""
     fb = read_current(conn, "XC_HECHA", as_of, ["alert_id", "outcome", "checked_date"])
     fb = fb.loc[(fb["checked_date"] <= pd.Timestamp(as_of)).fillna(False).astype(bool)]
+    portal = read_portal_verifications(conn, as_of)
+    if len(portal) and not len(fb):
+        fb = portal
+    elif len(portal):
+        both = pd.concat([fb.assign(_portal=0), portal.assign(_portal=1)], ignore_index=True)
+        both = both.sort_values(["alert_id", "checked_date", "_portal"], kind="mergesort")
+        fb = both.drop_duplicates("alert_id", keep="last").drop(columns="_portal")
     return fb.sort_values("alert_id").reset_index(drop=True)
 
 

@@ -224,4 +224,4 @@ def valid_on(table: Table, as_of: object) -> ColumnElement[bool]:
 
 # The tables of later parts register themselves on the same metadata (import at the end: they
 # import `metadata` from here).
-from warehouse import tables_alerts, tables_ops, tables_publish  # noqa: E402, F401
+from warehouse import tables_alerts, tables_ops, tables_portal, tables_publish  # noqa: E402, F401
