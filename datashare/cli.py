@@ -1,8 +1,10 @@
 """The `datashare` command: the edge where settings are read and runs are started.
 
 Exit codes: 0 the run completed (deliveries may have failed their gates: that is a recorded
-business outcome); 2 bad configuration; 3 warehouse unreachable; 4 another run holds the lock;
-1 anything unexpected.
+business outcome); 2 bad configuration or an operator mistake, refused before any work
+(flows/preflight.py); 3 warehouse unreachable; 4 another run holds the lock (or this run lost
+it); 1 anything unexpected. Every refusal is one line on stderr, without a traceback: a run
+takes the writer lock here, before Prefect starts, so a conflict never reaches Prefect's logs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datashare.errors import (
     RunLocked,
     WarehouseUnavailable,
 )
-from datashare.settings import Settings
+from datashare.settings import Settings, settings_error
 
 if TYPE_CHECKING:
     from flows.nightly import NightResult
@@ -61,7 +63,8 @@ def quiet_prefect(settings: Settings) -> None:
         "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_LOG_PRINTS": "false",
         "PREFECT_CLI_PROMPT": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+        # A loaded 2-core machine was seen to need over 60 s to start the embedded API.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -112,18 +115,22 @@ def _fail(code: int, message: str) -> None:
 
 def _guarded(fn):  # type: ignore[no-untyped-def]
     """Turn the run-level failures into a one-line reason and an exit code."""
+    from warehouse.published import PublishLocked
+
     try:
         return fn()
     except ConfigurationError as exc:
         _fail(2, str(exc))
     except WarehouseUnavailable as exc:
         _fail(3, str(exc))
-    except RunLocked as exc:
+    except (RunLocked, PublishLocked) as exc:
         _fail(4, str(exc))
 
 
 def _settings(**overrides: object) -> Settings:
     # Flows read Settings from the environment at their entry: hand the overrides down that way.
+    from pydantic import ValidationError
+
     for key, value in overrides.items():
         os.environ[f"DATASHARE_{key.upper()}"] = str(value)
     try:
@@ -131,10 +138,48 @@ def _settings(**overrides: object) -> Settings:
         settings.person_key_secret()
     except ConfigurationError as exc:
         _fail(2, str(exc))
+    except ValidationError as exc:
+        _fail(2, settings_error(exc))
     except ValueError as exc:
-        _fail(2, f"bad configuration: {exc}")
+        _fail(2, f"设置无效：{str(exc).splitlines()[0]}")
     quiet_prefect(settings)
     return settings
+
+
+def _preflight(settings: Settings, **checks: object) -> None:
+    """Refuse operator mistakes before any work: one line, exit 2 (flows/preflight.py)."""
+    from flows.preflight import preflight
+
+    try:
+        preflight(settings, **checks)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        _fail(2, str(exc))
+
+
+def _locked(settings: Settings, owner: str, fn):  # type: ignore[no-untyped-def]
+    """Run `fn` holding the warehouse's writer lock, taken here so that a conflict is one line
+    and exit 4 before Prefect starts (the flow takes the same lock again at no cost)."""
+    from warehouse.db import connect
+    from warehouse.lock import writer_lock
+
+    def go():  # type: ignore[no-untyped-def]
+        engine = connect(str(settings.warehouse_url))
+        try:
+            with writer_lock(engine, owner=owner, wait_seconds=settings.lock_wait_seconds):
+                return fn()
+        finally:
+            engine.dispose()
+
+    return _guarded(go)
+
+
+AllowFuture = Annotated[
+    bool,
+    typer.Option(
+        "--allow-future-date",
+        help="Accept an exchange date after today (Asia/Shanghai); refused otherwise.",
+    ),
+]
 
 
 @app.command()
@@ -147,6 +192,7 @@ def run(
             "--force", help="Accept a snapshot of this dataset below half of the previous one."
         ),
     ] = None,
+    allow_future: AllowFuture = False,
 ) -> None:
     """Take in every delivery for one exchange date (the nightly run)."""
     try:
@@ -154,19 +200,32 @@ def run(
     except ValueError:
         _fail(2, f"--date must be YYYY-MM-DD, got {exchange_date!r}")
     settings = _settings()
+    _preflight(
+        settings,
+        exchange_dates=[day],
+        datasets=datasets,
+        force=force,
+        allow_future=allow_future,
+    )
     from flows.nightly import run_nightly
 
-    result = _guarded(
-        lambda: run_nightly(day, settings, datasets=datasets or None, force=force or None)
+    result = _locked(
+        settings,
+        f"nightly {day}",
+        lambda: run_nightly(day, settings, datasets=datasets or None, force=force or None),
     )
     console.print(summary_table(f"交换台账 {day}", result.deliveries))
     console.print(night_line(result))
+    refused = _guarded(lambda: landing_issue_counts(settings, day))
+    if refused:
+        console.print(landing_line(refused))
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the warehouse schema to the newest revision."""
     settings = _settings()
+    _preflight(settings, landing=False)
     from warehouse.db import connect, current_revision, upgrade
 
     def go() -> None:
@@ -184,6 +243,7 @@ def report(
 ) -> None:
     """Build XC's weekly and/or monthly report (HTML with charts, and XLSX)."""
     settings = _settings()
+    _preflight(settings, landing=False)
     from flows.report import periods_asked, write_reports
 
     try:
@@ -198,10 +258,12 @@ def report(
 @app.command()
 def publish(
     exchange_date: Annotated[str, typer.Option("--date", help="As of this exchange date.")],
+    allow_future: AllowFuture = False,
 ) -> None:
     """Re-publish the shared dataset for every consumer without re-ingesting."""
     day = _parse_date(exchange_date, "--date")
     settings = _settings()
+    _preflight(settings, exchange_dates=[day], allow_future=allow_future, landing=False)
     from flows.nightly import publish_all
 
     publication = _guarded(lambda: publish_all(settings, day))
@@ -302,11 +364,36 @@ def night_line(result: NightResult) -> str:
     )
     fresh = ", ".join(f"{k} {v}" for k, v in sorted(result.freshness.items())) or "—"
     reports = f"；报告 {', '.join(result.reports)}" if result.reports else ""
+    reports += "".join(
+        f"；报告 {f.period} 未生成（{f.error}），可用 {f.command} 重新生成"
+        for f in result.report_failures
+    )
     checked = f"，核查办结累计 {result.alerts.closed}" if result.alerts.closed else ""
     return (
         f"{result.exchange_date}: 交付 {statuses or '无'}；预警 未结 {result.alerts.open}"
         f"（新增 {result.alerts.new}，解除 {result.alerts.resolved}{checked}）；应报 {fresh}；"
         f"发布 {result.publication_id}{reports}"
+    )
+
+
+def landing_issue_counts(settings: Settings, day: date) -> dict[str, int]:
+    """How many files of the night's landing area were not taken in, per department folder."""
+    from warehouse.db import connect
+    from warehouse.tables_ops import night_landing_issues
+
+    engine = connect(str(settings.warehouse_url))
+    try:
+        with engine.connect() as conn:
+            return {k: len(v) for k, v in night_landing_issues(conn, day).items()}
+    finally:
+        engine.dispose()
+
+
+def landing_line(counts: dict[str, int]) -> str:
+    """One line: the files not taken in, by department (the reasons are in the ledger)."""
+    parts = "，".join(f"{dept or '部门文件夹外'} {n}" for dept, n in sorted(counts.items()))
+    return (
+        f"交换区另有 {sum(counts.values())} 个文件未接收（{parts}）：原因已记入交换台账并发布给部门"
     )
 
 
@@ -352,26 +439,30 @@ def backfill(
         bool,
         typer.Option("--force", help="Also re-derive loaded deliveries' history from the lake."),
     ] = False,
+    allow_future: AllowFuture = False,
 ) -> None:
     """Redo a range of exchange dates: missing, failed, re-delivered (or forced) deliveries."""
     first, last = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
     if last < first:
         _fail(2, f"--to {last} is before --from {first}")
     settings = _settings()
+    _preflight(settings, exchange_dates=[last], datasets=datasets, allow_future=allow_future)
     from flows.backfill import run_backfill
 
-    try:
-        result = _guarded(
-            lambda: run_backfill(
-                settings,
-                first,
-                last,
-                datasets=datasets or None,
-                dry_run=dry_run,
-                max_parallel=max_parallel,
-                force=force,
-            )
+    def go():  # type: ignore[no-untyped-def]
+        return run_backfill(
+            settings,
+            first,
+            last,
+            datasets=datasets or None,
+            dry_run=dry_run,
+            max_parallel=max_parallel,
+            force=force,
         )
+
+    try:
+        # A dry run changes nothing and takes no lock; a real one takes it before Prefect starts.
+        result = _guarded(go) if dry_run else _locked(settings, f"backfill {first}..{last}", go)
     except ValueError as exc:  # unknown dataset
         _fail(2, str(exc))
     title = f"补跑计划 {first} – {last}" + ("（试运行，未做任何更改）" if dry_run else "")
@@ -408,6 +499,7 @@ def serve(
 ) -> None:
     """Run the nightly schedule on this machine until interrupted (no Prefect server needed)."""
     settings = _settings()
+    _preflight(settings)
     from flows.serve import serve_schedule
 
     console.print(
@@ -415,6 +507,12 @@ def serve(
         f"{settings.schedule_timezone}) and backfill; Ctrl+C to stop"
     )
     _guarded(lambda: serve_schedule(settings, cron=cron, interval_seconds=interval, limit=limit))
+
+
+# The department portal (issue 15): `datashare portal`, `datashare users …`, `datashare tokens …`.
+from portal.commands import register as _register_portal  # noqa: E402
+
+_register_portal(app, settings=_settings, guarded=_guarded)
 
 
 def main() -> None:

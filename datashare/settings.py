@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datashare.errors import ConfigurationError
+
+MIN_SECRET_BYTES = 32  # an HMAC key shorter than this can be guessed: refused in production
+
+
+def settings_error(exc: ValidationError) -> str:
+    """Pydantic's validation block as one Chinese line, naming the variables, never the values
+    (a value may be a password or the secret)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = "_".join(str(p) for p in error["loc"] if isinstance(p, str)) or "?"
+        parts.append(f"DATASHARE_{field.upper()}：{error['msg']}")
+    return "设置无效：" + "；".join(parts) + "（请改正 .env 或环境变量后重试）"
 
 
 class Settings(BaseSettings):
@@ -43,6 +56,24 @@ class Settings(BaseSettings):
     schedule_timezone: str = "Asia/Shanghai"
     catch_up: Literal["all", "latest", "skip"] = "all"  # missed nights after downtime
     lock_wait_seconds: float = Field(default=0, ge=0)  # a second run waits this long, then exits 4
+    # What "today" is for the refusal of future exchange dates (issue 11); None: the clock in
+    # schedule_timezone. Tests pin it; an operator replaying a past situation may too.
+    today: date | None = None
+    # What a reader may consume (issue 11): refusals are UnreadableDelivery with a Chinese reason.
+    read_max_columns: int = Field(default=16_384, ge=16)  # Excel's own limit (XFD)
+    read_max_cells: int = Field(default=20_000_000, ge=1000)  # a sheet's rows x columns
+    read_max_field_chars: int = Field(default=32_767, ge=256)  # Excel's limit for one cell
+    read_max_json_depth: int = Field(default=64, ge=3)
+    read_max_unzipped_mb: int = Field(default=1024, ge=1)  # a workbook's parts, unpacked
+    read_worker_memory_mb: int = Field(default=4096, ge=256)  # the isolated spreadsheet reader
+    read_worker_timeout_seconds: float = Field(default=900, gt=0)
+    # The department portal (issue 15): `datashare portal`. The session secret signs login
+    # cookies: required in production (the demo and tests keep one under HOME); cookies are
+    # Secure unless set otherwise (production sits behind a TLS reverse proxy).
+    portal_host: str = "127.0.0.1"
+    portal_port: int = Field(default=8080, ge=1, le=65535)
+    portal_session_secret: SecretStr | None = None
+    portal_cookie_secure: bool | None = None  # None: True in production, False in demo/test
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:
@@ -58,9 +89,17 @@ class Settings(BaseSettings):
         return self
 
     def person_key_secret(self) -> bytes:
-        """The HMAC key. Production fails without one; the demo keeps its own under HOME."""
+        """The HMAC key. Production fails without one, or with one shorter than 32 bytes; the
+        demo keeps its own under HOME."""
         if self.secret is not None and self.secret.get_secret_value():
-            return self.secret.get_secret_value().encode()
+            key = self.secret.get_secret_value().encode()
+            if self.environment == "production" and len(key) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"DATASHARE_SECRET 太短（{len(key)} 字节，生产环境至少 {MIN_SECRET_BYTES} "
+                    "字节）：请换成足够长的随机值，例如 python3 -c 'import secrets; "
+                    "print(secrets.token_hex(32))' 的输出，每晚保持不变"
+                )
+            return key
         if self.environment == "production":
             raise ConfigurationError(
                 "DATASHARE_SECRET is not set: person_key cannot be computed. Set it to a long "

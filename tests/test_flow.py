@@ -38,7 +38,7 @@ def env(
     """Settings as a deployed run reads them: from DATASHARE_* variables."""
     monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DATASHARE_WAREHOUSE_URL", warehouse_url)
-    monkeypatch.setenv("DATASHARE_SECRET", "test-secret-not-for-production")
+    monkeypatch.setenv("DATASHARE_SECRET", "test-secret-not-for-production-0123456789")
     monkeypatch.setenv("DATASHARE_BUILD_DOCS", "false")
     monkeypatch.setenv("DATASHARE_MAX_WORKERS", "2")
     return Settings()
@@ -163,9 +163,10 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.Co
 
 
 def test_cli_exit_codes_give_a_one_line_reason(tmp_path: Path) -> None:
+    (tmp_path / "landing").mkdir()  # an operator's missing landing is refused (exit 2) first
     base = {
         "DATASHARE_HOME": str(tmp_path),
-        "DATASHARE_SECRET": "s",
+        "DATASHARE_SECRET": "s" * 32,  # production refuses a secret shorter than 32 bytes
         "PREFECT_HOME": str(tmp_path / "prefect"),
     }
     bad_date = _cli("run", "--date", "2025-13-01", env=base)

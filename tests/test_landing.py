@@ -30,6 +30,7 @@ from tasks.landing import (
     HttpLanding,
     SqlViewLanding,
     open_landing,
+    record_survey,
 )
 from tasks.read import read_delivery
 
@@ -88,33 +89,181 @@ def test_folder_discovers_only_the_contracts_asked(landing_dir: Path) -> None:
     assert [r.file_name for r in refs] == [f"MZ_DIBAO_{DAY:%Y%m%d}.csv"]
 
 
-def test_folder_ignores_lookalikes_and_matches_extensions_in_any_case(tmp_path: Path) -> None:
+def test_folder_matches_extensions_in_any_case_and_accounts_for_lookalikes(
+    tmp_path: Path,
+) -> None:
     mz = tmp_path / "MZ"
     mz.mkdir()
     for name in (
         "MZ_DIBAO_20250312.CSV",  # upper-case extension: delivered
         "MZ_LINSHI_20250312.Json",  # mixed case: delivered
-        "MZ_DIBAO_20250312.csv.bak",  # not a delivery
-        "MZ_DIBAO_20250312.xls",  # not a supported format
-        "MZ_DIBAO_2025031.csv",  # not a date
-        "MZ_DIBAO_20250313.csv",  # another date
-        "XMZ_DIBAO_20250312.csv",
-        "MZ_DIBAO_20250312_v2.csv",
+        "MZ_DIBAO_20250313.csv",  # another date: that night's
+        "MZ_LINSHI_20250311.xls",  # another date: that night's
     ):
         (mz / name).write_bytes(name.encode())
-    (tmp_path / "YB").mkdir()
-    (tmp_path / "YB" / "MZ_DIBAO_20250312.csv").write_bytes(b"x")  # wrong department folder
     (mz / "MZ_DIBAO_20250312.xlsx").mkdir()  # a folder named like a delivery is not one
     landing = FsspecLanding(str(tmp_path) + "/")
-    refs = landing.discover(DAY, CONTRACTS)
-    assert [(r.dataset, r.file_name) for r in refs] == [
+    survey = landing.survey(DAY, CONTRACTS)
+    assert [(r.dataset, r.file_name) for r in survey.deliveries] == [
         ("MZ_DIBAO", "MZ_DIBAO_20250312.CSV"),
         ("MZ_LINSHI", "MZ_LINSHI_20250312.Json"),
     ]
-    assert [landing.fetch(r) for r in refs] == [
+    assert [landing.fetch(r) for r in survey.deliveries] == [
         b"MZ_DIBAO_20250312.CSV",
         b"MZ_LINSHI_20250312.Json",
     ]
+    assert survey.issues == []
+    assert landing.discover(DAY, CONTRACTS) == survey.deliveries
+
+
+# Every landing outcome (docs/intake.md, "Landing outcomes"): file -> (kind, dept, dataset).
+ODD_FILES = {
+    "MZ/MZ_DIBAO_20250312.csv.bak": ("unsupported_format", "MZ", "MZ_DIBAO"),
+    "MZ/MZ_LINSHI_20250312.xlsx.zip": ("unsupported_format", "MZ", "MZ_LINSHI"),
+    "MZ/MZ_DIBAO_2025031.csv": ("bad_name", "MZ", "MZ_DIBAO"),
+    "MZ/MZ_DIBAO_20250312_v2.csv": ("bad_name", "MZ", "MZ_DIBAO"),
+    "MZ/MZ_LINSHI_20250312 (1).csv": ("bad_name", "MZ", "MZ_LINSHI"),
+    "MZ/MZ_FOO_20250312.csv": ("unknown_dataset", "MZ", "MZ_FOO"),
+    "MZ/XC_HU_20250312.csv": ("wrong_folder", "MZ", "XC_HU"),
+    "MZ/old/MZ_DIBAO_20250312.csv": ("subfolder", "MZ", "MZ_DIBAO"),
+    "MZ/.DS_Store": ("bad_name", "MZ", None),
+    "mz/MZ_DIBAO_20250312.csv": ("unknown_folder", None, "MZ_DIBAO"),
+    "readme.txt": ("outside_dept_folder", None, None),
+    "YB/YB_CANBAO_20250312.zip": ("unsupported_format", "YB", "YB_CANBAO"),
+}
+
+
+def test_folder_accounts_for_every_file_of_the_night(tmp_path: Path) -> None:
+    root = tmp_path / "landing"
+    for rel in [*ODD_FILES, "MZ/MZ_DIBAO_20250313 (1).csv", "XC/XC_HU_20250312.et"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    survey = FsspecLanding(str(root)).survey(DAY, CONTRACTS)
+    # .xls/.ods/.et are deliveries: discovery hands them to the intake (tasks/read.py reads them).
+    assert [(r.dept, r.file_name) for r in survey.deliveries] == [("XC", "XC_HU_20250312.et")]
+    got = {i.file_name: (i.kind, i.dept, i.dataset) for i in survey.issues}
+    assert got == ODD_FILES  # the other night's copy is that night's, not this one's
+    for issue in survey.issues:
+        assert issue.exchange_date == DAY
+        assert issue.location == f"{root}/{issue.file_name}"
+        # Chinese, with where: the department (if any) and the file.
+        assert "未接收" in issue.reason and f"文件 {issue.file_name}" in issue.reason
+        if issue.dept:
+            assert f"部门 {issue.dept}" in issue.reason
+    by_name = {i.file_name: i for i in survey.issues}
+    assert not by_name["MZ/.DS_Store"].dated and not by_name["readme.txt"].dated
+    assert by_name["MZ/MZ_LINSHI_20250312 (1).csv"].dated
+    assert "XC/" in by_name["MZ/XC_HU_20250312.csv"].reason  # names the fix
+    assert "MZ_DIBAO、MZ_LINSHI" in by_name["MZ/MZ_FOO_20250312.csv"].reason
+    # The next night: its own copy, and the undated files again (recorded once: see below).
+    later = FsspecLanding(str(root)).survey(NEXT, CONTRACTS)
+    assert {i.file_name for i in later.issues} == {
+        "MZ/.DS_Store",
+        "readme.txt",
+        "MZ/MZ_DIBAO_2025031.csv",
+        "MZ/MZ_DIBAO_20250313 (1).csv",
+    }
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("MZ_DIBAO_20250312.csv", "MZ_DIBAO_20250312.CSV"),  # differ only in case
+        ("MZ_DIBAO_20250312.csv", "mz_dibao_20250312.csv"),
+        ("MZ_DIBAO_20250312.csv", "MZ_DIBAO_20250312.xlsx", "MZ_DIBAO_20250312.xls"),
+    ],
+)
+def test_two_files_for_one_dataset_and_date_are_both_refused(
+    tmp_path: Path, names: tuple[str, ...]
+) -> None:
+    (tmp_path / "MZ").mkdir()
+    for name in names:
+        (tmp_path / "MZ" / name).write_bytes(name.encode())
+    (tmp_path / "MZ" / "MZ_LINSHI_20250312.csv").write_bytes(b"alone")
+    survey = FsspecLanding(str(tmp_path)).survey(DAY, CONTRACTS)
+    assert [r.file_name for r in survey.deliveries] == ["MZ_LINSHI_20250312.csv"]  # no winner
+    assert sorted(i.file_name for i in survey.issues) == sorted(f"MZ/{n}" for n in names)
+    for issue in survey.issues:
+        assert issue.kind == "ambiguous" and issue.dataset == "MZ_DIBAO"
+        assert f"有 {len(names)} 个文件" in issue.reason and "均未接收" in issue.reason
+        assert all(n in issue.reason for n in names)
+
+
+def test_a_symlink_leaving_the_landing_area_is_not_read(tmp_path: Path) -> None:
+    root = tmp_path / "landing"
+    (root / "MZ").mkdir(parents=True)
+    secret = tmp_path / "etc-passwd.csv"
+    secret.write_bytes(b"root:x:0:0")
+    outside_dir = tmp_path / "elsewhere"
+    outside_dir.mkdir()
+    (outside_dir / "MZ_LINSHI_20250312.csv").write_bytes(b"x")
+    (root / "MZ" / "MZ_DIBAO_20250312.csv").symlink_to(secret)
+    (root / "YB").symlink_to(outside_dir)  # a whole department folder pointing out
+    inside = root / "store" / "XC_HU_20250312.csv"
+    inside.parent.mkdir()
+    inside.write_bytes(b"inside")
+    (root / "XC").mkdir()
+    (root / "XC" / "XC_HU_20250312.csv").symlink_to(inside)  # inside the area: followed
+    survey = FsspecLanding(str(root)).survey(DAY, CONTRACTS)
+    issues = {i.file_name: i.kind for i in survey.issues}
+    assert issues["MZ/MZ_DIBAO_20250312.csv"] == "symlink_outside"
+    assert issues["YB"] == "symlink_outside"
+    assert [r.file_name for r in survey.deliveries] == ["XC_HU_20250312.csv"]
+    assert FsspecLanding(str(root)).fetch(survey.deliveries[0]) == b"inside"
+    assert all("MZ_LINSHI" not in i.file_name for i in survey.issues)  # never listed, never read
+
+
+def test_a_run_for_some_datasets_leaves_the_others_files_alone(tmp_path: Path) -> None:
+    (tmp_path / "MZ").mkdir()
+    for name in ("MZ_DIBAO_20250312 (1).csv", "MZ_LINSHI_20250312.csv", "MZ_FOO_20250312.csv"):
+        (tmp_path / "MZ" / name).write_bytes(b"x")
+    survey = FsspecLanding(str(tmp_path)).survey(DAY, [get_contract("MZ_LINSHI")])
+    assert [r.file_name for r in survey.deliveries] == ["MZ_LINSHI_20250312.csv"]
+    # The copy of MZ_DIBAO is that dataset's run's; a dataset nobody has is everybody's.
+    assert [i.file_name for i in survey.issues] == ["MZ/MZ_FOO_20250312.csv"]
+
+
+def test_landing_issues_are_recorded_once_and_published_to_the_department(
+    tmp_path: Path, warehouse_url: str
+) -> None:
+    from warehouse.db import connect, upgrade
+    from warehouse.publish import ledger_tables
+    from warehouse.tables_ops import landing_issues_frame, night_landing_issues
+
+    root = tmp_path / "landing"
+    for rel in ("MZ/MZ_DIBAO_20250312 (1).csv", "MZ/.DS_Store", "readme.txt", "XC/x.xlsx"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    landing = FsspecLanding(str(root))
+    engine = connect(warehouse_url)
+    try:
+        upgrade(engine)
+        for night in (DAY, DAY, NEXT):  # DAY twice: a re-run records nothing new
+            record_survey(engine, landing.survey(night, CONTRACTS))
+        with engine.connect() as conn:
+            frame = landing_issues_frame(conn)
+            per_dept = night_landing_issues(conn, DAY)
+            on_next = night_landing_issues(conn, NEXT)
+            ledger = ledger_tables(conn, DAY)["deliveries"]
+    finally:
+        engine.dispose()
+    # Undated files belong to the first night that saw them; the dated copy to its date.
+    assert sorted(zip(frame["exchange_date"].astype(str), frame["source_file"], strict=True)) == [
+        (str(DAY), "MZ/.DS_Store"),
+        (str(DAY), "MZ/MZ_DIBAO_20250312 (1).csv"),
+        (str(DAY), "XC/x.xlsx"),
+        (str(DAY), "readme.txt"),
+    ]
+    assert sorted(per_dept) == ["", "MZ", "XC"]
+    assert sorted(per_dept["MZ"]["source_file"]) == ["MZ/.DS_Store", "MZ/MZ_DIBAO_20250312 (1).csv"]
+    assert list(per_dept[""]["source_file"]) == ["readme.txt"]
+    assert on_next == {}
+    refused = ledger[ledger["status"] == "refused"]
+    assert sorted(refused["source_file"]) == sorted(frame["source_file"])
+    row = refused[refused["source_file"] == "MZ/MZ_DIBAO_20250312 (1).csv"].iloc[0]
+    assert (
+        row["dept"] == "MZ" and row["dataset"] == "MZ_DIBAO" and "文件名不符合约定" in row["reason"]
+    )
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from conftest import pg_schema_url
 
 from datashare.errors import RunLocked
 from warehouse.db import connect
@@ -124,5 +126,70 @@ def test_reentrant_within_a_process_and_released_after(warehouse_url: str) -> No
         probe = _child(warehouse_url, "probe", 0, 0)
         out, err = probe.communicate(timeout=60)
         assert probe.returncode == 0, (out, err)
+    finally:
+        engine.dispose()
+
+
+def test_losing_the_lock_stops_the_writer_before_its_next_commit() -> None:
+    """PostgreSQL (a SQLite flock cannot be lost while its process lives): the lock's session is
+    killed with pg_terminate_backend from another connection; the run stops at its next commit,
+    that commit is not made, and a second run takes the lock meanwhile and afterwards."""
+    from sqlalchemy import text
+
+    from warehouse.lock import LockLost
+
+    owner = f"nightly {uuid.uuid4().hex[:8]}"
+    with pg_schema_url() as url:
+        engine = connect(url)
+        killer = connect(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("create table lock_probe (n integer)"))
+            with pytest.raises(LockLost, match="lost"), writer_lock(engine, owner=owner):
+                with engine.begin() as conn:  # holding the lock: commits go through
+                    conn.execute(text("insert into lock_probe values (1)"))
+                with killer.begin() as conn:
+                    killed = conn.execute(
+                        text(
+                            "select pg_terminate_backend(pid) from pg_stat_activity "
+                            "where application_name = :name"
+                        ),
+                        {"name": f"datashare: {owner}"},
+                    ).all()
+                assert killed == [(True,)]
+                # Another run takes the lock while this one still believes it holds it.
+                second = _child(url, "the second run", 10, 30)
+                try:
+                    _wait_held(second)
+                    with engine.begin() as conn:  # the next commit is refused, rolled back
+                        conn.execute(text("insert into lock_probe values (2)"))
+                finally:
+                    _stop(second)
+            with engine.connect() as conn:
+                assert conn.execute(text("select n from lock_probe")).scalars().all() == [1]
+            # The next run takes the lock as usual once the second has gone.
+            with writer_lock(engine, owner="after", wait_seconds=10), engine.begin() as conn:
+                conn.execute(text("insert into lock_probe values (3)"))
+            with engine.connect() as conn:
+                assert conn.execute(text("select n from lock_probe")).scalars().all() == [1, 3]
+        finally:
+            engine.dispose()
+            killer.dispose()
+
+
+def test_a_held_lock_lets_every_commit_through(warehouse_url: str) -> None:
+    """The check before each commit costs a query, and passes while the lock is held."""
+    from sqlalchemy import text
+
+    engine = connect(warehouse_url)
+    try:
+        with writer_lock(engine, owner="nightly held"):
+            for n in range(3):
+                with engine.begin() as conn:
+                    conn.execute(text("create table if not exists lock_ok (n integer)"))
+                    conn.execute(text("insert into lock_ok values (:n)"), {"n": n})
+        with engine.begin() as conn:
+            assert conn.execute(text("select count(*) from lock_ok")).scalar() == 3
+            conn.execute(text("drop table lock_ok"))
     finally:
         engine.dispose()

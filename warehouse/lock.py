@@ -19,6 +19,15 @@ lock is exactly its scope (do not put a SQLite warehouse on NFS). The file holds
 owner, host, pid and start time as JSON, for the message a waiting run shows; it is rewritten by
 each holder and never deleted (deleting it would let two processes lock two different inodes).
 
+Losing the lock stops the writer (issue 11). A PostgreSQL session lock lives with its
+connection: if that backend dies (pg_terminate_backend, a network cut, an idle timeout), the lock
+is gone and a second run may take it. So while this process holds the lock, every commit on an
+engine of the same warehouse first checks, on the lock's own connection, that the advisory lock
+is still granted to it (one round trip; a SQLAlchemy `commit` event on every Engine), and raises
+`LockLost` (a `RunLocked`: exit 4) instead of committing. The check runs in the process that holds
+the lock: with the Dask task runner, commits made in worker processes are not checked, the flow
+stops at its own next commit. SQLite's flock cannot be lost while the process lives.
+
 A second run waits up to `wait_seconds` (0: refuse at once), then raises `RunLocked` with who
 holds the lock and since when. The lock is reentrant within one process (a backfill holds it
 across the nights it runs, and each night takes it again at no cost); two processes never hold
@@ -42,7 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 from datashare.errors import RunLocked
 
@@ -51,6 +61,71 @@ POLL_SECONDS = 0.2
 # Process-wide holders, by lock key: reentrancy within a process (see the module docstring).
 _HELD: dict[str, int] = {}
 _HELD_GUARD = threading.Lock()
+
+
+class LockLost(RunLocked):
+    """The writer lock was held and is gone (its PostgreSQL session ended): stop writing."""
+
+
+@dataclass
+class _Guard:
+    """A held PostgreSQL lock: the connection it lives on, and what a commit must check."""
+
+    url: str  # the warehouse, as rendered with its password (only compared, never shown)
+    conn: Connection
+    lock_id: int
+    owner: str
+    mutex: threading.Lock
+    lost: bool = False
+
+    def verify(self) -> None:
+        """Raise LockLost unless the lock's connection still holds the advisory lock."""
+        with self.mutex:
+            if not self.lost:
+                try:
+                    held = self.conn.execute(
+                        text("""
+                        select count(*) from pg_locks
+                        where locktype = 'advisory' and granted and objsubid = 1
+                          and pid = pg_backend_pid()
+                          and classid::bigint = :hi and objid::bigint = :lo
+                    """),
+                        _split(self.lock_id),
+                    ).scalar()
+                    self.conn.commit()
+                except DBAPIError:
+                    held = 0
+                self.lost = not held
+            if self.lost:
+                raise LockLost(
+                    f"the warehouse's writer lock of {self.owner!r} was lost (its database "
+                    "session ended): stopped before writing more; another run may hold the "
+                    "warehouse now — run again once it has finished"
+                )
+
+
+_GUARDS: dict[int, _Guard] = {}  # id(guard) -> guard, while held
+
+
+def _url_of(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+@event.listens_for(Engine, "commit")
+def _verify_before_commit(conn: Connection) -> None:
+    """Every commit on the warehouse while this process holds its lock checks the lock first."""
+    if not _GUARDS:
+        return
+    url = _url_of(conn.engine)
+    for guard in list(_GUARDS.values()):
+        if guard.url == url and conn is not guard.conn:
+            guard.verify()
+
+
+def _split(lock_id: int) -> dict[str, int]:
+    # A bigint advisory lock shows as classid = high 32 bits, objid = low 32 bits, objsubid 1.
+    unsigned = lock_id & 0xFFFFFFFFFFFFFFFF
+    return {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF}
 
 
 @dataclass(frozen=True)
@@ -213,19 +288,23 @@ def _pg_lock(engine: Engine, key: str, owner: str, wait_seconds: float) -> Itera
                 break
         else:
             raise _refuse(_pg_holder(conn, lock_id), wait_seconds)
+        guard = _Guard(_url_of(engine), conn, lock_id, owner, threading.Lock())
+        _GUARDS[id(guard)] = guard
         try:
             yield
+            guard.verify()  # a run that lost the lock on its last step does not end as a success
         finally:
-            conn.execute(text("select pg_advisory_unlock(:id)"), {"id": lock_id})
-            conn.commit()
+            _GUARDS.pop(id(guard), None)
+            if not guard.lost:
+                with contextlib.suppress(DBAPIError):
+                    conn.execute(text("select pg_advisory_unlock(:id)"), {"id": lock_id})
+                    conn.commit()
     finally:
         conn.invalidate()  # never hand a connection that held the lock back to the pool
         conn.close()
 
 
 def _pg_holder(conn: Any, lock_id: int) -> Holder:
-    # A bigint advisory lock shows as classid = high 32 bits, objid = low 32 bits, objsubid 1.
-    unsigned = lock_id & 0xFFFFFFFFFFFFFFFF
     row = conn.execute(
         text("""
         select a.application_name, host(a.client_addr), a.pid, a.backend_start
@@ -233,7 +312,7 @@ def _pg_holder(conn: Any, lock_id: int) -> Holder:
         where l.locktype = 'advisory' and l.granted and l.objsubid = 1
           and l.classid::bigint = :hi and l.objid::bigint = :lo
     """),
-        {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+        _split(lock_id),
     ).first()
     conn.commit()
     if row is None:
