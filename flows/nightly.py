@@ -11,6 +11,11 @@
       build_reports                   周报/月报 when a week or month closes on the date
     all under the warehouse's writer lock; then artifacts and notifications.
 
+A failure that belongs to one part does not take the night down: an unexpected error in one
+delivery fails that delivery (tasks.intake), and a report that cannot be built is recorded in
+the NightResult, an artifact and the notification (class only) while the publication stands;
+`datashare report --week/--month` rebuilds it.
+
 Settings are read here, at the flow's entry, from the environment (`DATASHARE_*`): flow
 parameters are only what a person chooses for a run (date, datasets, force), so no URL, password
 or secret ever lands in Prefect's database or UI. A task returns a small summary, never a frame.
@@ -19,7 +24,7 @@ or secret ever lands in Prefect's database or UI. A task returns a small summary
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import cast
@@ -34,11 +39,13 @@ from sqlalchemy.exc import OperationalError
 
 from datashare.settings import Settings
 from expectations.contract import load_common, load_contracts
+from flows.preflight import checked
 from tasks.alerts import AlertSummary, evaluated_dates, raise_alerts, rebuild_alerts
 from tasks.freshness import check_freshness
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
-from tasks.landing import DeliveryRef, open_landing
+from tasks.landing import DeliveryRef, discover_and_record, open_landing
 from tasks.notify import notify_night
+from tasks.read import ReadLimits
 from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
 from warehouse.lock import writer_lock
@@ -71,6 +78,7 @@ class RunConfig(BaseModel):
     publish_keep_days: int = 30
     pg_schema_prefix: str = "pub_"
     pg_role_prefix: str = "ds_"
+    read_limits: ReadLimits = ReadLimits()
 
     @classmethod
     def from_settings(
@@ -100,6 +108,15 @@ class RunConfig(BaseModel):
             publish_keep_days=settings.publish_keep_days,
             pg_schema_prefix=settings.pg_schema_prefix,
             pg_role_prefix=settings.pg_role_prefix,
+            read_limits=ReadLimits(
+                max_columns=settings.read_max_columns,
+                max_cells=settings.read_max_cells,
+                max_field_chars=settings.read_max_field_chars,
+                max_json_depth=settings.read_max_json_depth,
+                max_unzipped_bytes=settings.read_max_unzipped_mb << 20,
+                worker_memory_bytes=settings.read_worker_memory_mb << 20,
+                worker_timeout_seconds=settings.read_worker_timeout_seconds,
+            ),
         )
 
     def sql_target(self) -> SqlTarget:
@@ -136,7 +153,9 @@ def discover_deliveries(config: RunConfig, exchange_date: date) -> list[Delivery
     contracts = load_contracts()
     wanted = [c for name, c in contracts.items() if not config.datasets or name in config.datasets]
     return sorted(
-        config.open_landing().discover(exchange_date, wanted),
+        discover_and_record(
+            config.open_landing(), exchange_date, wanted, config.warehouse_url.get_secret_value()
+        ),
         key=lambda r: (r.dataset, r.file_name),
     )
 
@@ -164,6 +183,7 @@ def take_in_dataset(
         build_docs=config.build_docs,
         force=dataset in config.force,
         secret=config.secret.get_secret_value().encode(),
+        read_limits=config.read_limits,
     )
     try:
         return [
@@ -180,8 +200,34 @@ def take_in_night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]
     by_dataset: dict[str, list[DeliveryRef]] = defaultdict(list)
     for ref in refs:
         by_dataset[ref.dataset].append(ref)
-    futures = [take_in_dataset.submit(config, ds, rs) for ds, rs in sorted(by_dataset.items())]
-    return [s for f in futures for s in f.result()]
+    futures = [
+        (ds, rs, take_in_dataset.submit(config, ds, rs)) for ds, rs in sorted(by_dataset.items())
+    ]
+    summaries: list[IntakeSummary] = []
+    for dataset, dataset_refs, future in futures:
+        try:
+            summaries += future.result()
+        except Exception as exc:
+            # intake_delivery records any delivery's own error; what reaches here is transient
+            # IO that outlasted its retries (landing or warehouse). The other datasets go on.
+            summaries += _task_failed(dataset, dataset_refs, exc)
+    return summaries
+
+
+def _task_failed(dataset: str, refs: list[DeliveryRef], exc: BaseException) -> list[IntakeSummary]:
+    """Summaries (no ledger row: the warehouse or landing could not be reached) for the
+    deliveries of a take_in task that failed after its retries; the error's class only."""
+    get_run_logger().error(
+        "take_in %s failed after its retries (%s); the night goes on without it",
+        dataset,
+        type(exc).__name__,
+    )
+    dept = load_contracts()[dataset].dept
+    reason = f"接收任务重试后仍失败（{type(exc).__name__}），未入库；请检查交换区和仓库连接后重跑"
+    return [
+        IntakeSummary("", dept, dataset, r.exchange_date, r.file_name, "failed", 0, 0, 0, 0, reason)
+        for r in refs
+    ]
 
 
 @task(name="raise_alerts", cache_policy=NO_CACHE)
@@ -258,19 +304,54 @@ def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class ReportFailure:
+    """A report the night could not build: its period and the error's class (its text may
+    quote a value, so it is logged only as a class and rebuilt with `datashare report`)."""
+
+    period: str  # 2025-W11 | 2025-03
+    kind: str  # week | month
+    error: str  # the exception's class name
+
+    @property
+    def command(self) -> str:
+        return f"datashare report --{self.kind} {self.period}"
+
+
 @task(name="build_reports", cache_policy=NO_CACHE)
-def build_reports_task(config: RunConfig, exchange_date: date) -> list[str]:
-    """The weekly and monthly reports whose period closes on this date."""
+def build_reports_task(
+    config: RunConfig, exchange_date: date
+) -> tuple[list[str], list[ReportFailure]]:
+    """The weekly and monthly reports whose period closes on this date.
+
+    Each period is built on its own: one that fails is returned as a ReportFailure (and the
+    others are still built), never raised, so the night's publication stands.
+    """
     periods = closing_periods(exchange_date)
     if not periods:
-        return []
+        return [], []
+    logger = get_run_logger()
+    built: list[str] = []
+    failures: list[ReportFailure] = []
     engine = connect(config.warehouse_url.get_secret_value())
     out_dir = Path(config.publish_dir) / "XC" / "reports"
     try:
-        with engine.connect() as conn:
-            return [build_report(conn, p, out_dir).html.name for p in periods]
+        for period in periods:
+            try:
+                with engine.connect() as conn:
+                    built.append(build_report(conn, period, out_dir).html.name)
+            except Exception as exc:  # a report must not fail the night (issue 16)
+                failure = ReportFailure(period.label, period.kind, type(exc).__name__)
+                failures.append(failure)
+                logger.error(
+                    "report %s failed (%s); the night goes on; rebuild with `%s`",
+                    period.label,
+                    failure.error,
+                    failure.command,
+                )
     finally:
         engine.dispose()
+    return built, failures
 
 
 @dataclass(frozen=True)
@@ -283,6 +364,7 @@ class NightResult:
     freshness: dict[str, int]
     publication_id: str | None
     reports: list[str]
+    report_failures: list[ReportFailure] = field(default_factory=list)
 
 
 @flow(name="nightly", log_prints=False)
@@ -290,7 +372,9 @@ def nightly(
     exchange_date: date, datasets: list[str] | None = None, force: list[str] | None = None
 ) -> NightResult:
     """Take in every department's deliveries for one exchange date, merge, alert and publish."""
-    config = RunConfig.from_settings(Settings(), datasets=datasets, force=force)
+    config = RunConfig.from_settings(
+        checked(Settings(), datasets, force), datasets=datasets, force=force
+    )
     return night(exchange_date, config)
 
 
@@ -315,7 +399,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
             publication = publish_task(config, as_of, kind)
-            reports = build_reports_task(config, exchange_date)
+            reports, report_failures = build_reports_task(config, exchange_date)
             with engine.begin() as conn:
                 record_night(conn, exchange_date, kind, datetime.now(UTC))
     finally:
@@ -331,9 +415,13 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
         alerts.open,
         publication.publication_id,
     )
-    _artifacts(exchange_date, summaries, alerts, fresh, config)
+    _artifacts(exchange_date, summaries, alerts, fresh, config, report_failures)
     notify_night(
-        [u.get_secret_value() for u in config.notify_urls], exchange_date, summaries, fresh
+        [u.get_secret_value() for u in config.notify_urls],
+        exchange_date,
+        summaries,
+        fresh,
+        report_failures=[(f.period, f.error, f.command) for f in report_failures],
     )
     return NightResult(
         exchange_date,
@@ -342,6 +430,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
         {str(k): int(v) for k, v in states.items()},
         publication.publication_id,
         reports,
+        report_failures,
     )
 
 
@@ -351,6 +440,7 @@ def _artifacts(
     alerts: AlertSummary,
     fresh: pd.DataFrame,
     config: RunConfig,
+    report_failures: list[ReportFailure] | None = None,
 ) -> None:
     """Prefect artifacts of the night: counts, statuses and links; never personal data."""
     day = f"{exchange_date:%Y%m%d}"
@@ -388,6 +478,15 @@ def _artifacts(
         )
     docs = Path(config.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html"
     reports = Path(config.publish_dir) / "XC" / "reports"
+    if report_failures:
+        create_table_artifact(
+            key=f"report-failures-{day}",
+            table=[
+                {"报告": f.period, "错误类型": f.error, "重新生成": f.command}
+                for f in report_failures
+            ],
+            description=f"{exchange_date} 未能生成的报告（发布不受影响，可重新生成）",
+        )
     create_markdown_artifact(
         key=f"links-{day}",
         markdown=(

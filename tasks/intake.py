@@ -33,22 +33,33 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from datashare.errors import DeliveryError, GateFailed, LayoutError
 from expectations.contract import Common, Contract
 from tasks.gx_validate import validate_delivery_gx
 from tasks.landing import DeliveryRef
-from tasks.read import read_delivery
+from tasks.read import SPREADSHEET_FORMATS, ReadLimits, read_delivery
 from tasks.validate import REJECT_COLUMNS, Validated, check_conservation, validate_rows
 from warehouse import ledger
-from warehouse.history import MergeOrderError, accepted_schema, merge_delivery, rebuild_from
+from warehouse.history import (
+    MergeOrderError,
+    accepted_schema,
+    attach_held_keys,
+    merge_delivery,
+    rebuild_from,
+)
 from warehouse.lake import lake_path, write_bytes_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
+
+# IO that can fail transiently (landing, lake, database connection): raised for the task to retry.
+TRANSIENT: tuple[type[BaseException], ...] = (OSError, httpx.TransportError, OperationalError)
 
 
 @functools.cache
@@ -77,6 +88,8 @@ class IntakeOptions:
     build_docs: bool = True
     force: bool = False  # accept a snapshot below half of the previous one (operator's call)
     secret: bytes = b""  # HMAC key for person_key; required to load
+    # what a reader may consume (DATASHARE_READ_*)
+    read_limits: ReadLimits = dataclasses.field(default_factory=ReadLimits)
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,32 @@ def _gate(
     return None
 
 
+def _outcome(
+    did: str,
+    contract: Contract,
+    ref: DeliveryRef,
+    status: str,
+    rows_in: int = 0,
+    loaded: int = 0,
+    rejected: int = 0,
+    dups: int = 0,
+    reason: str | None = None,
+) -> IntakeSummary:
+    return IntakeSummary(
+        did,
+        contract.dept,
+        contract.dataset,
+        ref.exchange_date,
+        ref.file_name,
+        status,
+        rows_in,
+        loaded,
+        rejected,
+        dups,
+        reason,
+    )
+
+
 def intake_delivery(
     ref: DeliveryRef,
     content: bytes,
@@ -169,28 +208,7 @@ def intake_delivery(
     use_arrow_pool()
     sha = hashlib.sha256(content).hexdigest()
     did = ledger.delivery_id(contract.dataset, ref.exchange_date, sha)
-
-    def summary(
-        status: str,
-        rows_in: int = 0,
-        loaded: int = 0,
-        rejected: int = 0,
-        dups: int = 0,
-        reason: str | None = None,
-    ) -> IntakeSummary:
-        return IntakeSummary(
-            did,
-            contract.dept,
-            contract.dataset,
-            ref.exchange_date,
-            ref.file_name,
-            status,
-            rows_in,
-            loaded,
-            rejected,
-            dups,
-            reason,
-        )
+    summary = functools.partial(_outcome, did, contract, ref)
 
     status = ledger.known(engine, contract.dataset, ref.exchange_date, sha)
     # An operator forcing a delivery that failed (e.g. a truncated snapshot) re-runs it: its
@@ -214,9 +232,50 @@ def intake_delivery(
     write_bytes_atomic(options.lake_root, raw_rel, content)
 
     try:
-        raw = read_delivery(content, ref.file_name, contract, common)
+        return _take_in(ref, content, contract, common, engine, options, base, retry)
+    except TRANSIENT:
+        raise  # the task retries transient IO; the delivery is then taken in afresh
+    except Exception as exc:
+        # Anything unexpected (a reader's bug, a RecursionError, a merge that breaks) fails this
+        # delivery, not the night. The merge's transaction has rolled back, so the warehouse is
+        # as before it. Its message may quote a value: only the class is recorded.
+        crash = DeliveryError(
+            f"处理时发生意外错误（{type(exc).__name__}），整批未入库，请平台运维排查",
+            dept=contract.dept,
+            dataset=contract.dataset,
+            source_file=ref.file_name,
+            rule="unexpected_error",
+        )
+        log.error(
+            "delivery %s of %s crashed with %s; recorded as failed",
+            did,
+            contract.dataset,
+            type(exc).__name__,
+        )
+        return _record_failure(engine, base, crash, rows_in=0, dups=0, rejects=None, replace=retry)
+
+
+def _take_in(
+    ref: DeliveryRef,
+    content: bytes,
+    contract: Contract,
+    common: Common,
+    engine: Engine,
+    options: IntakeOptions,
+    base: dict[str, Any],
+    retry: bool,
+) -> IntakeSummary:
+    """Read, validate, gate, record and merge one delivery whose raw bytes are in the lake."""
+    did, sha = base["delivery_id"], base["sha256"]
+    summary = functools.partial(_outcome, did, contract, ref)
+
+    try:
+        raw = read_delivery(content, ref.file_name, contract, common, options.read_limits)
     except DeliveryError as exc:
-        return _record_failure(engine, base, exc, rows_in=0, dups=0, rejects=None, replace=retry)
+        rows_in = getattr(exc, "rows_in", 0)  # rows the reader counted before refusing
+        return _record_failure(
+            engine, base, exc, rows_in=rows_in, dups=0, rejects=None, replace=retry
+        )
 
     extra = json.dumps(list(raw.extra_columns), ensure_ascii=False) if raw.extra_columns else None
     base |= dict(file_format=raw.fmt, encoding=raw.encoding, extra_columns=extra)
@@ -254,7 +313,11 @@ def intake_delivery(
         return summary("duplicate", rows_in, 0, 0, rows_in, rec.reason)
 
     validated = validate_rows(
-        raw.frame, contract, common, exchange_date=ref.exchange_date, excel=raw.fmt == "xlsx"
+        raw.frame,
+        contract,
+        common,
+        exchange_date=ref.exchange_date,
+        excel=raw.fmt in SPREADSHEET_FORMATS,
     )
     previous = (
         ledger.previous_snapshot_rows(engine, contract.dataset, ref.exchange_date)
@@ -308,7 +371,10 @@ def intake_delivery(
         )
 
     accepted_rel = lake_path("accepted", contract.dataset, ref.exchange_date, f"{did}.parquet")
-    table = building.result()
+    # The keys of quarantined rows go with the accepted rows: a snapshot holds them open.
+    quarantined = ~validated.accepted_mask & ~validated.duplicate
+    held = validated.typed.loc[quarantined, list(contract.key)]
+    table = attach_held_keys(building.result(), contract, held)
     write_parquet_atomic(options.lake_root, accepted_rel, table)
     rec = ledger.DeliveryRecord(
         **base,

@@ -1,6 +1,7 @@
 """Notifications to the people who watch the nightly run, through Apprise.
 
-    night_message(exchange_date, summaries, freshness, error=None) -> Message | None
+    night_message(exchange_date, summaries, freshness, error=None, report_failures=())
+        -> Message | None
     notify(urls, title, body) -> bool
 
 One Apprise URL per channel (settings `notify_urls`): WeCom `wecombot://KEY`, DingTalk
@@ -88,19 +89,21 @@ def night_message(
     *,
     error: BaseException | str | None = None,
     run_name: str | None = None,
+    report_failures: Sequence[tuple[str, str, str]] = (),
 ) -> Message | None:
     """The message for one night, or None when there is nothing to tell.
 
     Tells: the run failed (`error`: the exception or its class name); departments' failed
     deliveries (from the run's summaries); expected deliveries missing, failed or late (from the
-    freshness frame of tasks.freshness).
+    freshness frame of tasks.freshness); reports the night could not build
+    (`report_failures`: (period, error class, command to rebuild)).
     """
     summaries = list(summaries)
     failed = [s for s in summaries if s.status == "failed"]
     fresh = freshness if freshness is not None else pd.DataFrame(columns=["dataset", "state"])
     missing = fresh[fresh["state"] == "missing"]
     late = fresh[fresh["state"] == "late"]
-    if error is None and not failed and missing.empty and late.empty:
+    if error is None and not failed and missing.empty and late.empty and not report_failures:
         return None
 
     body: list[str] = []
@@ -110,6 +113,15 @@ def night_message(
         heads.append("运行失败")
         where = f"（Prefect 运行 {run_name}）" if run_name else ""
         body += [f"■ 夜间运行失败{where}：{kind}。已入库的交付保持有效，请查看运行日志后重跑。"]
+    if report_failures:
+        heads.append(f"{len(report_failures)} 份报告未生成")
+        body.append(f"■ 未能生成的报告（{len(report_failures)}），本夜发布不受影响：")
+        body += _lines(
+            [
+                f"  - {period}：{kind}，请排查后用 `{command}` 重新生成"
+                for period, kind, command in report_failures
+            ]
+        )
     if failed:
         heads.append(f"{len(failed)} 个交付被退回")
         body.append(f"■ 被退回的交付（{len(failed)}），请通知部门更正后重新报送：")
@@ -196,9 +208,17 @@ def notify_night(
     *,
     error: BaseException | str | None = None,
     run_name: str | None = None,
+    report_failures: Sequence[tuple[str, str, str]] = (),
 ) -> bool:
     """Build the night's message and send it, if there is anything to tell."""
-    message = night_message(exchange_date, summaries, freshness, error=error, run_name=run_name)
+    message = night_message(
+        exchange_date,
+        summaries,
+        freshness,
+        error=error,
+        run_name=run_name,
+        report_failures=report_failures,
+    )
     if message is None or not urls:
         return True
     return notify(urls, message.title, message.body, level=message.level)

@@ -80,6 +80,18 @@ EMPLOYMENT = {
     "自主创业": "emp_self_employed",
 }
 PAYMENTS = ("fund_paid", "critical_illness_paid", "medical_aid_paid", "other_paid")
+# The datasets the report's figures are computed from (XC_HECHA feedback is optional).
+SOURCES = (
+    "XC_HU",
+    "XC_REN",
+    "GA_BIANDONG",
+    "YB_CANBAO",
+    "JT_XUEJI",
+    "ZJ_FANGWU",
+    "SL_YINSHUI",
+    "YB_JIESUAN",
+    "RS_JIUYE",
+)
 TOTAL = "合计"
 NO_TOWN = "（未落户）"
 FONT_FAMILY = [
@@ -320,6 +332,7 @@ class ReportFigures:
     medical_ytd_by_town: pd.DataFrame
     employment_by_town: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)  # SOURCES with no accepted delivery
 
     def sections(self) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
         """(section title, [(table title, frame)]) in report order; one XLSX sheet each."""
@@ -403,7 +416,8 @@ def report_figures(
     hu = _households(conn, end)
     ren = _roster_persons(conn, end, hu)
     towns = _town_order(hu)
-    notes: list[str] = []
+    undelivered = _undelivered(conn, end)
+    notes: list[str] = [_undelivered_note(undelivered, end)] if undelivered else []
 
     lo = min(period.start, period.year_start)
     ledger = _ledger(conn, lo, end)
@@ -517,10 +531,44 @@ def report_figures(
         medical_ytd_by_town=medical_ytd,
         employment_by_town=employment,
         notes=notes,
+        undelivered=undelivered,
     )
 
 
 # --- reading the warehouse ------------------------------------------------------------------------
+
+
+def _undelivered(conn: Connection, end: date) -> list[str]:
+    """The report's SOURCES with no accepted delivery on or before `end` (in SOURCES order):
+    a county's first week or month, or a department that has not started delivering."""
+    d = deliveries.c
+    delivered = set(
+        conn.execute(
+            select(d.dataset)
+            .where(d.status.in_(ACCEPTED), d.exchange_date <= end, d.dataset.in_(SOURCES))
+            .distinct()
+        ).scalars()
+    )
+    return [s for s in SOURCES if s not in delivered]
+
+
+def _undelivered_note(datasets: Sequence[str], end: date) -> str:
+    """The report's note naming the departments (and their datasets) not delivered yet."""
+    contracts = load_contracts()
+    departments = load_common().departments
+    by_dept: dict[str, list[str]] = {}
+    for name in datasets:
+        contract = contracts[name]
+        by_dept.setdefault(contract.dept, []).append(
+            f"{name} {contract.title.split(' (')[0].strip()}"
+        )
+    listed = "；".join(
+        f"{departments.get(dept, dept)}（{'、'.join(items)}）" for dept, items in by_dept.items()
+    )
+    return (
+        f"以下部门尚未报送（截至 {end:%Y-%m-%d} 无已接收的交付）：{listed}。"
+        "相关指标按尚无数据计算，待报送后可用 datashare report 重新生成本报告。"
+    )
 
 
 def _households(conn: Connection, day: date) -> pd.DataFrame:
@@ -953,7 +1001,7 @@ def monitoring_figures(
         {
             "town": hu["town"],
             "category": hu["monitoring_category"],
-            "persons": hu["household_id"].map(members).fillna(0).astype("int64"),
+            "persons": _pick(hu["household_id"], members).fillna(0).astype("int64"),
             "identified": ident,
             "monitored": ident & ~elim,
             "eliminated": elim,
@@ -1057,8 +1105,9 @@ def assurance_figures(
     insured_keys = canbao.loc[
         (canbao["year"] == end.year) & (canbao["status"] == "正常参保"), "person_key"
     ]
-    status = active["person_key"].map(
-        xueji.drop_duplicates("person_key").set_index("person_key")["enrolment_status"]
+    status = _pick(
+        active["person_key"],
+        xueji.drop_duplicates("person_key").set_index("person_key")["enrolment_status"],
     )
     lo, hi = COMPULSORY_AGES
     child = active["age"].between(lo, hi)
@@ -1069,7 +1118,7 @@ def assurance_figures(
             "roster_persons": True,
             "insured": active["person_key"].isin(insured_keys),
             "children": child,
-            "dropout": child & (status == "辍学"),
+            "dropout": child & _among(status, ["辍学"]),
             "not_enrolled": child & status.isna(),
         }
     )
@@ -1094,23 +1143,24 @@ def assurance_figures(
         .drop_duplicates("head_person_key", keep="last")
         .set_index("head_person_key")
     )
-    grade = hu["head_person_key"].map(latest["grade"])
-    reno = hu["head_person_key"].map(latest["renovation_status"])
-    cd = grade.isin(["C", "D"])
-    water = hu["head_person_key"].map(
-        yinshui.drop_duplicates("head_person_key").set_index("head_person_key")["water_safe"]
+    grade = _pick(hu["head_person_key"], latest["grade"])
+    reno = _pick(hu["head_person_key"], latest["renovation_status"])
+    cd = _among(grade, ["C", "D"])
+    water = _pick(
+        hu["head_person_key"],
+        yinshui.drop_duplicates("head_person_key").set_index("head_person_key")["water_safe"],
     )
     members = active.groupby("household_id").size()
-    unsafe = water.eq(False).fillna(False).astype(bool)
+    unsafe = _among(water, [False])
     h = pd.DataFrame(
         {
             "town": hu["town"],
             "cd_hh": cd,
-            "cd_done": cd & reno.isin(["竣工", "验收"]),
-            "cd_building": cd & (reno == "在建"),
-            "cd_not_started": cd & (reno == "未开工"),
+            "cd_done": cd & _among(reno, ["竣工", "验收"]),
+            "cd_building": cd & _among(reno, ["在建"]),
+            "cd_not_started": cd & _among(reno, ["未开工"]),
             "water_unsafe_hh": unsafe,
-            "water_unsafe_persons": hu["household_id"].map(members).fillna(0).where(unsafe, 0),
+            "water_unsafe_persons": _pick(hu["household_id"], members).fillna(0).where(unsafe, 0),
             "water_unsurveyed_hh": water.isna(),
         }
     )
@@ -1190,8 +1240,8 @@ def medical_figures(
     money = ["total_cost", "in_policy_cost", *PAYMENTS, "self_burden"]
     s = s[["person_key", *money]].fillna({c: 0.0 for c in money})
     s = s.assign(
-        town=s["person_key"].map(town_of["town"]),
-        household_id=s["person_key"].map(town_of["household_id"]),
+        town=_pick(s["person_key"], town_of["town"]),
+        household_id=_pick(s["person_key"], town_of["household_id"]),
         reimbursed=s[list(PAYMENTS)].sum(axis=1),
     )
     g = s.groupby("town")
@@ -1247,16 +1297,17 @@ def employment_figures(
     lab = ren.loc[
         ren["active"] & ren["age"].between(lo, hi) & ren["labour_skill"].isin(LABOUR_SKILLS)
     ]
-    status = lab["person_key"].map(
-        jiuye.drop_duplicates("person_key").set_index("person_key")["employment_status"]
+    status = _pick(
+        lab["person_key"],
+        jiuye.drop_duplicates("person_key").set_index("person_key")["employment_status"],
     )
     p = pd.DataFrame(
         {
             "town": lab["town"],
             "household_id": lab["household_id"],
             "labour": True,
-            **{col: status == s for s, col in EMPLOYMENT.items()},
-            "unemployed": status == "未就业",
+            **{col: _among(status, [s]) for s, col in EMPLOYMENT.items()},
+            "unemployed": _among(status, ["未就业"]),
             "unregistered": status.isna(),
         }
     )
@@ -1299,6 +1350,23 @@ def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values.dtype) or values.empty:
         found = pd.to_datetime(found).astype("datetime64[s]")
     return found
+
+
+def _pick(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """values[key] for each key (missing where absent), in the dtype of `values`.
+
+    Series.map infers the result's type from what it finds: when nothing matches (a dataset not
+    delivered yet, or with no row for the roster) it gives float NaN, and comparing that with
+    strings fails in Arrow. Reindexing keeps the values' own type, empty or not.
+    """
+    found = values.reindex(keys.to_numpy())
+    return pd.Series(found.array, index=keys.index, name=values.name)
+
+
+def _among(values: pd.Series, wanted: Sequence[Any]) -> pd.Series:
+    """Plain bool: the value is one of `wanted` (missing is not)."""
+    hit = values.isin(list(wanted)) & values.notna()
+    return hit.fillna(False).astype(bool)
 
 
 def _with_total(table: pd.DataFrame, label: str, columns: Sequence[str]) -> pd.DataFrame:

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
+import tasks.intake
 from datashare.synth import build_county, write_night
 from expectations.contract import load_common, load_contracts
 from tasks.intake import IntakeOptions, intake_delivery
 from tasks.landing import FsspecLanding
 from warehouse.db import connect, upgrade
+from warehouse.tables import deliveries
 
 DAY1, DAY2 = date(2025, 3, 10), date(2025, 3, 11)
 SECRET = b"crash-test-secret"
@@ -139,3 +141,39 @@ def test_a_merge_killed_midway_leaves_the_warehouse_as_before(
         assert _state(clean) == after
         clean.dispose()
     assert after != before
+
+
+def test_a_merge_that_breaks_fails_its_delivery_and_leaves_history_as_before(
+    warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write, validate, then switch: an unexpected error after the merge wrote its history rows
+    (inside the delivery's transaction) records a failed delivery and nothing else."""
+    county = build_county(5, 60)
+    landing = tmp_path / "landing"
+    for day in (DAY1, DAY2):
+        write_night(county, landing, day, datasets=["XC_REN"], defects=False)
+    engine = connect(warehouse_url)
+    upgrade(engine)
+    assert _take_in(warehouse_url, tmp_path, landing, DAY1, "XC_REN") == "loaded"
+    before = _state(engine)
+    quoted = "610102199001011234"
+    real_merge = tasks.intake.merge_delivery
+
+    def merge_then_break(conn: Connection, *args: object, **kwargs: object) -> None:
+        real_merge(conn, *args, **kwargs)  # type: ignore[arg-type]
+        raise RecursionError(f"maximum recursion depth exceeded near {quoted}")
+
+    monkeypatch.setattr(tasks.intake, "merge_delivery", merge_then_break)
+    assert _take_in(warehouse_url, tmp_path, landing, DAY2, "XC_REN") == "failed"
+    after = _state(engine)
+    with engine.connect() as conn:
+        d = deliveries.c
+        status, reason = conn.execute(
+            select(d.status, d.reason).where(d.exchange_date == DAY2)
+        ).one()
+    engine.dispose()
+
+    assert {name for name in after if after[name] != before[name]} == {"deliveries", "rejects"}
+    assert status == "failed"
+    assert "RecursionError" in reason and "意外错误" in reason and "XC_REN" in reason
+    assert quoted not in reason and "recursion depth" not in reason

@@ -139,3 +139,14 @@ def test_notify_night_sends_to_every_channel_and_survives_a_dead_one(hook: _Hook
     assert all(payload["type"] == "failure" for _, payload in hook.received)
     assert notify_night(urls, DAY, [_S("XC", "XC_HU", "loaded")], None) is True  # nothing to tell
     assert len(hook.received) == 2
+
+
+def test_a_report_that_failed_is_told_with_the_command_that_rebuilds_it() -> None:
+    failures = [("2025-W35", "ValueError", "datashare report --week 2025-W35")]
+    msg = night_message(DAY, [_S("XC", "XC_HU", "loaded")], None, report_failures=failures)
+    assert msg is not None and msg.level == "warning"
+    assert msg.title == "【数据共享】2025-03-12 交换：1 份报告未生成"
+    assert "2025-W35：ValueError" in msg.body and "datashare report --week 2025-W35" in msg.body
+    assert "发布不受影响" in msg.body
+    # Without it the same good night tells nothing.
+    assert night_message(DAY, [_S("XC", "XC_HU", "loaded")], None) is None
