@@ -278,7 +278,7 @@ def _take_in(
         )
 
     extra = json.dumps(list(raw.extra_columns), ensure_ascii=False) if raw.extra_columns else None
-    base |= dict(file_format=raw.fmt, encoding=raw.encoding, extra_columns=extra)
+    base |= dict(file_format=raw.fmt, sheet=raw.sheet, encoding=raw.encoding, extra_columns=extra)
     rows_in = len(raw.frame)
     missing = [c for c in raw.missing_columns if c in contract.required_columns]
     if missing:

@@ -395,6 +395,10 @@ def test_every_corpus_file_through_the_intake(engine: Engine, tmp_path: Path) ->
             assert f"数据集 {dataset}" in summary.reason and "文件 " in summary.reason
     frame = ledger.ledger_frame(engine).sort_values("exchange_date")
     assert frame["status"].tolist() == [o[2] for o in OUTCOMES]
+    # the ledger records the worksheet read: the visible one, never the hidden first sheet
+    sheets = dict(zip(frame["source_file"], frame["sheet"], strict=True))
+    assert sheets["MZ_DIBAO_20250311.ods"] == "低保名单"
+    assert pd.isna(sheets["MZ_DIBAO_20250312.csv"])
     assert frame["file_format"].tolist()[:1] == ["xlsx"]
     rejects = ledger.rejects_frame(engine)
     numbers = rejects[rejects["source_file"] == "MZ_DIBAO_20250307.xlsx"]

@@ -37,6 +37,7 @@ class DeliveryRecord:
     duplicates: int
     reason: str | None = None
     file_format: str | None = None
+    sheet: str | None = None
     encoding: str | None = None
     extra_columns: str | None = None
     gx_success: bool | None = None

@@ -61,6 +61,7 @@ deliveries = Table(
     Column("duplicates", Integer, nullable=False),
     Column("reason", Text),
     Column("file_format", String(8)),
+    Column("sheet", String(64)),  # the worksheet read (workbooks): the one visible sheet with data
     Column("encoding", String(16)),
     Column("extra_columns", Text),  # schema drift: delivered headers no contract knows
     Column("gx_success", Boolean),
