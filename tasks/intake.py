@@ -211,9 +211,10 @@ def intake_delivery(
     summary = functools.partial(_outcome, did, contract, ref)
 
     status = ledger.known(engine, contract.dataset, ref.exchange_date, sha)
-    # An operator forcing a delivery that failed (e.g. a truncated snapshot) re-runs it: its
-    # failed record is then replaced. Anything else already recorded is a no-op.
-    retry = status == "failed" and options.force
+    # An operator forcing a delivery that failed (e.g. a truncated snapshot) re-runs it, and so
+    # does any run after a failure that was not the file's fault (an unexpected error): its failed
+    # record is then replaced. Anything else already recorded is a no-op.
+    retry = status == "failed" and (options.force or ledger.crashed(engine, did))
     if status is not None and not retry:
         return summary("unchanged", reason=f"already recorded as {status}")
 

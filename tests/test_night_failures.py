@@ -123,6 +123,16 @@ def test_a_delivery_whose_reader_crashes_fails_alone_and_the_night_goes_on(
     assert "JT_XUEJI" in text and crash.__name__ in text and "被退回" in text
     assert ID_LIKE not in text
 
+    # The failure was not the file's fault: once the reader is mended, the next run of the same
+    # night takes the same bytes in (no --force needed), replacing the failed record.
+    monkeypatch.setattr(tasks.intake, "read_delivery", real_read)
+    again = {s.dataset: s for s in run_nightly(DAY, env).deliveries}
+    assert again["JT_XUEJI"].status == "loaded"
+    assert {s.status for n, s in again.items() if n != "JT_XUEJI"} == {"unchanged"}
+    ledger = _table(env, select(d.dataset, d.status))
+    assert ledger.loc[ledger["dataset"] == "JT_XUEJI", "status"].tolist() == ["loaded"]
+    assert _table(env, select(func.count()).select_from(history_tables["JT_XUEJI"])).iat[0, 0] > 0
+
 
 def test_a_report_that_fails_is_recorded_and_the_night_still_publishes(
     env: Settings, hook: _Hook, monkeypatch: pytest.MonkeyPatch

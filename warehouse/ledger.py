@@ -69,6 +69,18 @@ def known(engine: Engine, dataset: str, exchange_date: date, sha256: str) -> str
         ).scalar_one_or_none()
 
 
+def crashed(engine: Engine, delivery_id: str) -> bool:
+    """Whether this delivery failed on an unexpected error (a bug or a resource, not its bytes):
+    such a failure says nothing about the file, so the next run takes the same bytes in again."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(rejects.c.delivery_id)
+            .where(rejects.c.delivery_id == delivery_id, rejects.c.rule == "unexpected_error")
+            .limit(1)
+        ).first()
+    return found is not None
+
+
 def loaded_elsewhere(engine: Engine, dataset: str, sha256: str) -> str | None:
     """The id of a loaded delivery of the same dataset with the same bytes, if any."""
     with engine.connect() as conn:
@@ -163,8 +175,3 @@ def rejects_frame(engine: Engine) -> pd.DataFrame:
             ),
             conn,
         )
-
-
-def count_deliveries(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(deliveries)).scalar_one())
