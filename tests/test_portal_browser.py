@@ -39,7 +39,12 @@ def served(
     import uvicorn
 
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+        # Like PostgreSQL: required in CI (.ci/run installs it), skipped on a machine that has
+        # only Python, so that `python3 dev.py test` passes on a fresh machine.
+        message = "chromium is not installed (apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     home = tmp_path_factory.mktemp("portal_browser") / "home"
     county = portal_county.build(home, f"sqlite:///{home.parent / 'warehouse.db'}")
     with socket.socket() as s:
