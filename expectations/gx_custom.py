@@ -9,12 +9,12 @@
     ExpectPersonalValuesToBeBetween        rendering, but the result never lists a value
 
 Each is evaluated by the same vectorised function the quarantine engine calls
-(tasks.identity_codes.id18_valid, .credit_code_valid, tasks.rules.row_rule_broken), so GX and
-the engine judge a value the same way. Importing this module registers them with GX (GX keeps a
-process-wide registry keyed by the snake-case class name, e.g. ``expect_row_rule_to_hold``); the
-suites in expectations/gx_suite.py import it, so a suite JSON that names them can always be
-loaded, validated and rendered in Data Docs. Import GX through this module (`gx`): it keeps GX's
-import-time DeprecationWarning off stderr.
+(tasks.identity_codes.id18_valid, .credit_code_valid, expectations.row_rules.row_rule_broken),
+so GX and the engine judge a value the same way. Importing this module registers them with GX
+(GX keeps a process-wide registry keyed by the snake-case class name, e.g.
+``expect_row_rule_to_hold``); the suites in expectations/gx_suite.py import it, so a suite JSON
+that names them can always be loaded, validated and rendered in Data Docs. Import GX through
+this module (`gx`): it keeps GX's import-time DeprecationWarning off stderr.
 
 Personal data never reaches a validation result: GX applies one run-level ``result_format`` to
 every expectation of a run (it overrides any per-expectation one), so expectations whose domain
@@ -71,9 +71,10 @@ with warnings.catch_warnings():
     )
     from great_expectations.render.util import num_to_str
 
+from datashare.errors import CheckFailed  # re-exported: old import path
 from expectations.contract import RowRule, get_contract
+from expectations.row_rules import row_rule_broken
 from tasks.identity_codes import credit_code_valid, id18_valid
-from tasks.rules import row_rule_broken
 
 __all__ = [
     "CheckFailed",
@@ -91,10 +92,6 @@ __all__ = [
 
 
 # --- personal data: results that never list a value ---------------------------------------------
-
-
-class CheckFailed(RuntimeError):
-    """A datashare check raised; the message names the check, never a value."""
 
 
 def _guarded(check: str, run: Callable[[], pd.Series]) -> pd.Series:
@@ -382,12 +379,13 @@ class RowRuleHolds(MulticolumnMapMetricProvider):
 
 
 class ExpectRowRuleToHold(_HidesValues, MulticolumnMapExpectation):
-    """Expect a row rule of a dataset contract to hold (tasks.rules.row_rule_broken).
+    """Expect a row rule of a dataset contract to hold (expectations.row_rules.row_rule_broken).
 
     `dataset` and `rule_id` name the rule in expectations/contracts/<dataset>.yaml; `column_list`
     holds the columns it reads (see `row_rule_columns`); `exchange_date` (ISO) is the day ages
     are computed on. Rows are never skipped for missing values: a rule whose inputs are missing
-    is not broken (tasks/rules.py). Results list no values when any column is personal.
+    is not broken (expectations/row_rules.py). Results list no values when any column is
+    personal.
     """
 
     dataset: str

@@ -34,6 +34,7 @@ from sqlalchemy import (
     true,
 )
 
+from domain import definitions as dd
 from expectations.contract import load_contracts
 from tasks.alerts import PUBLISHED_COLUMNS, with_status
 from warehouse import published as files
@@ -794,8 +795,8 @@ def _monitoring(src: Source) -> dict[str, Any]:
         return {}
     path = table_file(src, found[0], found[1], "parquet")
     hp = pq.read_table(path, columns=["town", "monitoring_category", "risk_eliminated"]).to_pandas()
-    monitored = hp["monitoring_category"].fillna("").str.strip() != ""
-    eliminated = monitored & hp["risk_eliminated"].fillna(False).astype(bool)
+    monitored = dd.identified(hp["monitoring_category"])  # the same count as town_summary's
+    eliminated = dd.eliminated(hp["monitoring_category"], hp["risk_eliminated"])
     towns = []
     for town, g in hp.assign(m=monitored, e=eliminated).groupby("town"):
         m, e = int(g["m"].sum()), int(g["e"].sum())

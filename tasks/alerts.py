@@ -3,7 +3,9 @@
     load_rule_params(province, year)     RuleParams from expectations/reference/rule_params.yaml
     load_facts(conn, as_of)              the frames the rules read, each pulled once (narrow,
                                          as-of selects on the history tables)
-    evaluate_rules(conn, as_of, params)  one row per finding (rule_id, subject): set-based pandas
+    evaluate_rules(conn, as_of, params)  one row per finding (rule_id, subject): set-based pandas;
+                                         runs every rule declared in domain/alert_rules.py
+                                         through its @implements function (one per rule)
     raise_alerts(conn, as_of)            alert_days of as_of, XC_HECHA feedback, the alerts table
     rebuild_alerts(conn, from, to)       re-run the evaluated nights of a range, in date order
     alerts_frame(conn, as_of)            the published `alerts` columns (plain) plus pushed_to
@@ -58,6 +60,16 @@ from sqlalchemy import (
 )
 
 from datashare.errors import ConfigurationError
+from datashare.settings import DEFAULT_PROVINCE
+from domain import definitions as dd
+from domain.alert_rules import (
+    Rule,
+    declared_rules,
+    function_of,
+    implements,
+    param_defaults,
+    param_names,
+)
 from expectations.contract import get_contract, load_contracts
 from warehouse.bulk import fetch_arrow, is_postgres, load_arrow, staging
 from warehouse.history import history_schema, rows_as_of
@@ -116,8 +128,6 @@ _DATES = ["first_raised", "last_seen", "opened_on", "resolved_on"]
 _STATE_COLUMNS = [*FINDING_COLUMNS, *_DATES]
 FEEDBACK_STATUS = {"已纳入监测": "confirmed", "核实排除": "dismissed", "数据错误": "data_error"}
 CLOSED = frozenset(FEEDBACK_STATUS.values())
-_LABOUR_SKILLS = ("技能劳动力", "普通劳动力")
-_NORMAL, _REVERSAL = "正常", "冲销"
 _MAX_SOURCES = 3  # deliveries named in one evidence text; more are counted
 
 
@@ -126,19 +136,34 @@ _MAX_SOURCES = 3  # deliveries named in one evidence text; more are counted
 
 @dataclass(frozen=True)
 class RuleParams:
-    """The rule parameters of one province and year (rules.md: reference data, never code)."""
+    """The rule parameters of one province and year (rules.md: reference data, never code).
+
+    `values` holds every parameter the declared rules need (domain/alert_rules.py), e.g.
+    income_threshold (INC-01) and medical_burden_household_12m (YB-01), in yuan; each is also
+    an attribute (`params.income_threshold`).
+    """
 
     province: str
     year: int
-    income_threshold: float  # 防返贫监测收入标准, yuan per person per year (INC-01)
-    medical_burden_household_12m: float  # YB-01 threshold, yuan
+    values: dict[str, float] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> float:
+        values = self.__dict__.get("values") or {}
+        if name in values:
+            return float(values[name])
+        raise AttributeError(name)
+
+    def value(self, name: str) -> float:
+        """A parameter's value; one no declared rule needs fails naming it."""
+        if name not in self.values:
+            raise ConfigurationError(
+                f"alert rule parameter {name} is not declared by any rule (domain/alert_rules.py)"
+            )
+        return float(self.values[name])
 
     def cents(self, name: str) -> int:
         """A money parameter in whole cents (money is compared to the cent)."""
-        return round(float(getattr(self, name)) * 100)
-
-
-_PARAM_NAMES = ("income_threshold", "medical_burden_household_12m")
+        return round(self.value(name) * 100)
 
 
 @cache
@@ -153,21 +178,24 @@ def _reference(path: Path) -> dict[str, Any]:
 def load_rule_params(province: str, year: int, *, path: Path = RULE_PARAMS) -> RuleParams:
     """The alert rule parameters of a province and year; a missing one is a ConfigurationError.
 
-    A value under the year wins over the province's defaults. Nothing is guessed: a province or
-    year without a parameter the rules need stops the run, naming parameter, province and year.
+    A value under the year wins over the province's defaults, which win over the default the
+    rule declares (domain/alert_rules.py). Nothing is guessed: a province missing from the
+    reference data, or a parameter with no value and no declared default, stops the run,
+    naming parameter, province and year.
     """
     provinces = _reference(path).get("provinces") or {}
     entry = provinces.get(str(province))
     if entry is None:
         raise ConfigurationError(
             f"no alert rule parameters for province {province} (year {year}) in {path.name}; "
-            f"needed: {', '.join(_PARAM_NAMES)}"
+            f"needed: {', '.join(param_names())}"
         )
     merged = dict(entry.get("defaults") or {})
     merged.update((entry.get("years") or {}).get(int(year)) or {})
     values: dict[str, float] = {}
-    for name in _PARAM_NAMES:
-        value = merged.get(name)
+    defaults = param_defaults()
+    for name in param_names():
+        value = merged.get(name, defaults[name])
         if value is None:
             raise ConfigurationError(
                 f"alert rule parameter {name} is missing for province {province}, year {year} "
@@ -180,7 +208,7 @@ def load_rule_params(province: str, year: int, *, path: Path = RULE_PARAMS) -> R
                 f"alert rule parameter {name} for province {province}, year {year} is not a "
                 f"number ({path.name})"
             ) from None
-    return RuleParams(province=str(province), year=int(year), **values)
+    return RuleParams(province=str(province), year=int(year), values=values)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -251,20 +279,6 @@ def divisions() -> pd.DataFrame:
 # --- facts --------------------------------------------------------------------------------------
 
 
-def ages(ids: pd.Series, on: date) -> pd.Series:
-    """Age on a date in whole years, from the birth date inside the id number (Int64)."""
-    text = ids.astype("string")
-    year = pd.to_numeric(text.str.slice(6, 10), errors="coerce")
-    month_day = pd.to_numeric(text.str.slice(10, 14), errors="coerce")
-    age = on.year - year - (month_day > on.month * 100 + on.day).astype("Int64")
-    return age.astype("Int64")
-
-
-def _has_risk(risk_types: pd.Series, risk: str) -> pd.Series:
-    wrapped = "、" + risk_types.astype("string").fillna("") + "、"
-    return wrapped.str.contains(f"、{risk}、", regex=False).astype(bool)
-
-
 @dataclass(frozen=True)
 class Facts:
     """What the rules (and the profiles) read, as of one date; frames are never mutated."""
@@ -279,7 +293,7 @@ class Facts:
     def monitored_for(self, household_ids: pd.Series, risk: str) -> pd.Series:
         """Per row: the household is monitored and `risk` is among its risk types."""
         hh = self.households
-        known = hh.loc[hh["monitored"] & _has_risk(hh["risk_types"], risk), "household_id"]
+        known = hh.loc[hh["monitored"] & dd.has_risk(hh["risk_types"], risk), "household_id"]
         return household_ids.isin(known).fillna(False).astype(bool)
 
 
@@ -305,11 +319,7 @@ def load_facts(conn: Connection, as_of: date) -> Facts:
             "income_per_capita",
         ],
     )
-    hu = hu.assign(
-        monitored=(hu["monitoring_category"].notna() & ~hu["risk_eliminated"].fillna(False)).astype(
-            bool
-        )
-    )
+    hu = hu.assign(monitored=dd.monitored(hu["monitoring_category"], hu["risk_eliminated"]))
     ren = read_current(
         conn,
         "XC_REN",
@@ -339,10 +349,7 @@ def load_facts(conn: Connection, as_of: date) -> Facts:
         ],
     )
     deaths = (
-        ga.loc[
-            (ga["change_type"] == "死亡").fillna(False).astype(bool)
-            & (ga["change_date"] <= pd.Timestamp(as_of))
-        ]
+        ga.loc[dd.died_by(ga["change_type"], ga["change_date"], as_of)]
         .sort_values(["person_key", "change_date", "event_id"])
         .drop_duplicates("person_key")
         .rename(columns={"change_date": "death_date"})[
@@ -366,17 +373,12 @@ def load_facts(conn: Connection, as_of: date) -> Facts:
         how="left",
         validate="many_to_one",
     ).merge(deaths[["person_key", "death_date"]], on="person_key", how="left")
-    age = ages(members["id_number"], as_of)
-    active = members["death_date"].isna()
-    labour = (
-        active
-        & age.between(16, 60).fillna(False).astype(bool)
-        & members["labour_skill"].isin(_LABOUR_SKILLS).fillna(False).astype(bool)
-    )
+    age = dd.ages_on(members["id_number"], as_of)
+    active = members["death_date"].isna().astype(bool)
     members = members.assign(
         age=age,
-        active=active.astype(bool),
-        labour=labour.astype(bool),
+        active=active,
+        labour=dd.is_labour(active, age, members["labour_skill"]),
         monitored=members["monitored"].fillna(False).astype(bool),
     )
 
@@ -396,13 +398,8 @@ def load_facts(conn: Connection, as_of: date) -> Facts:
         ],
         where=(yb.settle_date > start) & (yb.settle_date <= as_of),
     )
-    reversed_ids = rows.loc[rows["settle_kind"] == _REVERSAL, "settlement_id"]
     # History flags the cancelled 正常 row (cancelled); a 冲销 in the window is checked too.
-    keep = (
-        (rows["settle_kind"] == _NORMAL).fillna(False).astype(bool)
-        & ~rows["cancelled"].fillna(False).astype(bool)
-        & ~rows["settlement_id"].isin(reversed_ids).fillna(False).astype(bool)
-    )
+    keep = dd.counted_settlements(rows["settlement_id"], rows["settle_kind"], rows["cancelled"])
     settlements = rows.loc[keep].assign(
         cents=(rows.loc[keep, "self_burden"].astype("float64") * 100).round().astype("int64")
     )
@@ -484,9 +481,7 @@ def sources(frame: pd.DataFrame, by: str) -> pd.Series:
     return ("来源：" + named.reindex(count.index) + suffix).astype("string")
 
 
-def _household_findings(
-    facts: Facts, found: pd.DataFrame, rule_id: str, risk_type: str, pushed_to: str
-) -> pd.DataFrame:
+def household_findings(facts: Facts, found: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     """Findings whose subject is a roster household (found: household_id, severity, evidence)."""
     hh = facts.households[
         ["household_id", "head_person_key", "head_id_number", "head_name", "town", "village"]
@@ -494,8 +489,8 @@ def _household_findings(
     out = found.merge(hh, on="household_id", how="left", validate="one_to_one")
     return pd.DataFrame(
         {
-            "rule_id": rule_id,
-            "risk_type": risk_type,
+            "rule_id": rule.rule_id,
+            "risk_type": rule.risk_type,
             "subject_type": "household",
             "subject": out["household_id"],
             "household_id": out["household_id"],
@@ -506,13 +501,13 @@ def _household_findings(
             "village": out["village"],
             "severity": out["severity"],
             "evidence": out["evidence"],
-            "pushed_to": pushed_to,
+            "pushed_to": ",".join(rule.pushed_to),
         }
     )
 
 
-def _person_findings(
-    facts: Facts, found: pd.DataFrame, rule_id: str, risk_type: str, pushed_to: str | pd.Series
+def person_findings(
+    facts: Facts, found: pd.DataFrame, rule: Rule, pushed_to: pd.Series | None = None
 ) -> pd.DataFrame:
     """Findings whose subject is a person (found: person_key, id_number, name, severity,
     evidence[, village_code]); roster membership fills household, town and village."""
@@ -524,11 +519,11 @@ def _person_findings(
         codes = out["village_code"].astype("string")
         town = town.fillna(codes.map(div["town"]))
         village = village.fillna(codes.map(div["village"]))
-    pushed = pushed_to.reset_index(drop=True) if isinstance(pushed_to, pd.Series) else pushed_to
+    pushed = ",".join(rule.pushed_to) if pushed_to is None else pushed_to.reset_index(drop=True)
     return pd.DataFrame(
         {
-            "rule_id": rule_id,
-            "risk_type": risk_type,
+            "rule_id": rule.rule_id,
+            "risk_type": rule.risk_type,
             "subject_type": "person",
             "subject": out["person_key"],
             "household_id": out["household_id"],
@@ -575,13 +570,30 @@ def _severity(condition: pd.Series | np.ndarray, yes: str, no: str) -> np.ndarra
 
 
 # --- the rules ------------------------------------------------------------------------------------
+#
+# One function per rule declared in domain/alert_rules.py, bound to it by @implements. Each
+# takes a RuleInput and returns its findings through household_findings / person_findings
+# (which take rule_id, risk_type and pushed_to from the declaration).
 
 
-def _yb01(facts: Facts, params: RuleParams) -> pd.DataFrame:
+@dataclass(frozen=True)
+class RuleInput:
+    """What a rule function reads: its declaration, the facts as of D, the parameters, and
+    the connection (for the few rules that read more than the facts)."""
+
+    rule: Rule
+    facts: Facts
+    params: RuleParams
+    conn: Connection
+
+
+@implements("YB-01")
+def _yb01(inp: RuleInput) -> pd.DataFrame:
+    facts, params = inp.facts, inp.params
     limit = params.cents("medical_burden_household_12m")
     burden = household_burden(facts)
     hit = burden.loc[
-        (burden["cents"] > limit) & ~facts.monitored_for(burden["household_id"], "因病")
+        (burden["cents"] > limit) & ~facts.monitored_for(burden["household_id"], inp.rule.risk_type)
     ]
     active = facts.members.loc[facts.members["active"], ["person_key", "household_id"]]
     lineage = facts.settlements.merge(active, on="person_key").loc[
@@ -604,7 +616,7 @@ def _yb01(facts: Facts, params: RuleParams) -> pd.DataFrame:
     found = hit.assign(
         severity=_severity(hit["cents"] > 2 * limit, "high", "medium"), evidence=evidence
     )
-    return _household_findings(facts, found, "YB-01", "因病", "XC,YB")
+    return household_findings(facts, found, inp.rule)
 
 
 def _latest_assessment(conn: Connection, facts: Facts) -> pd.DataFrame:
@@ -614,21 +626,19 @@ def _latest_assessment(conn: Connection, facts: Facts) -> pd.DataFrame:
         facts.as_of,
         ["head_person_key", "assessed_date", "grade", "renovation_status"],
     )
-    return (
-        zj.sort_values(["head_person_key", "assessed_date"])
-        .drop_duplicates("head_person_key", keep="last")
-        .reset_index(drop=True)
-    )
+    return dd.latest_assessments(zj).reset_index(drop=True)
 
 
-def _zj01(conn: Connection, facts: Facts) -> pd.DataFrame:
+@implements("ZJ-01")
+def _zj01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     latest = facts.extra["ZJ_FANGWU"]
     hh = facts.households[["household_id", "head_person_key"]].merge(
         latest, on="head_person_key", how="inner"
     )
-    unsafe = hh["grade"].isin(["C", "D"]).fillna(False).astype(bool)
-    done = hh["renovation_status"].isin(["竣工", "验收"]).fillna(False).astype(bool)
-    hit = hh.loc[unsafe & ~done & ~facts.monitored_for(hh["household_id"], "因安全住房")]
+    unsafe = dd.unsafe_house(hh["grade"])
+    done = dd.renovation_done(hh["renovation_status"])
+    hit = hh.loc[unsafe & ~done & ~facts.monitored_for(hh["household_id"], inp.rule.risk_type)]
     evidence = (
         "户主房屋最近一次安全鉴定（"
         + _day(hit["assessed_date"])
@@ -642,16 +652,18 @@ def _zj01(conn: Connection, facts: Facts) -> pd.DataFrame:
     found = hit.assign(
         severity=_severity(hit["grade"] == "D", "high", "medium"), evidence=evidence
     )[["household_id", "severity", "evidence"]]
-    return _household_findings(facts, found, "ZJ-01", "因安全住房", "XC,ZJ")
+    return household_findings(facts, found, inp.rule)
 
 
-def _jt01(conn: Connection, facts: Facts) -> pd.DataFrame:
+@implements("JT-01")
+def _jt01(inp: RuleInput) -> pd.DataFrame:
+    conn, facts = inp.conn, inp.facts
     jt = facts.extra["JT_XUEJI"]
     m = facts.members
     kids = m.loc[
         m["active"]
-        & m["age"].between(6, 15).fillna(False).astype(bool)
-        & ~facts.monitored_for(m["household_id"], "因学"),
+        & dd.of_school_age(m["age"])
+        & ~facts.monitored_for(m["household_id"], inp.rule.risk_type),
         ["person_key", "id_number", "name", "age"],
     ]
     kids = kids.merge(
@@ -681,19 +693,18 @@ def _jt01(conn: Connection, facts: Facts) -> pd.DataFrame:
         )
     )
     found = hit.assign(severity=_severity(is_drop, "high", "medium"), evidence=evidence)
-    return _person_findings(facts, found, "JT-01", "因学", "XC,JT")
+    return person_findings(facts, found, inp.rule)
 
 
-def _cl01(facts: Facts) -> pd.DataFrame:
+@implements("CL-01")
+def _cl01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     cl = facts.extra["CL_CANJI"]
     m = facts.members
     active = m.loc[m["active"], ["person_key", "household_id"]]
-    severe = cl.loc[
-        (cl["cert_status"] == "有效").fillna(False).astype(bool)
-        & cl["level"].isin(["一级", "二级"]).fillna(False).astype(bool)
-    ]
+    severe = cl.loc[dd.severely_disabled(cl["cert_status"], cl["level"])]
     hit = severe.merge(active, on="person_key", how="inner")
-    hit = hit.loc[~facts.monitored_for(hit["household_id"], "因残")]
+    hit = hit.loc[~facts.monitored_for(hit["household_id"], inp.rule.risk_type)]
     evidence = (
         "持有效残疾人证，"
         + _text(hit["category"])
@@ -705,10 +716,12 @@ def _cl01(facts: Facts) -> pd.DataFrame:
     found = hit.assign(
         severity=_severity(hit["level"] == "一级", "high", "medium"), evidence=evidence
     )[["person_key", "id_number", "name", "severity", "evidence"]]
-    return _person_findings(facts, found, "CL-01", "因残", "XC,CL")
+    return person_findings(facts, found, inp.rule)
 
 
-def _rs01(facts: Facts) -> pd.DataFrame:
+@implements("RS-01")
+def _rs01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     rs = facts.extra["RS_JIUYE"]
     m = facts.members
     labour = m.loc[m["labour"], ["person_key", "household_id"]]
@@ -717,7 +730,7 @@ def _rs01(facts: Facts) -> pd.DataFrame:
         on="person_key",
         how="inner",
     )
-    listed = listed.assign(idle=(listed["employment_status"] == "未就业").fillna(False))
+    listed = listed.assign(idle=dd.unemployed(listed["employment_status"]))
     g = listed.groupby("household_id")
     per = pd.DataFrame({"listed": g.size(), "idle": g["idle"].sum()}).reset_index()
     per = per.merge(
@@ -726,7 +739,7 @@ def _rs01(facts: Facts) -> pd.DataFrame:
     hit = per.loc[
         (per["listed"] >= 1)
         & (per["idle"] == per["listed"])
-        & ~facts.monitored_for(per["household_id"], "因务工就业不稳")
+        & ~facts.monitored_for(per["household_id"], inp.rule.risk_type)
     ]
     src = sources(listed.loc[listed["household_id"].isin(hit["household_id"])], "household_id")
     evidence = (
@@ -738,16 +751,18 @@ def _rs01(facts: Facts) -> pd.DataFrame:
         + hit["household_id"].map(src)
     )
     found = hit.assign(severity="medium", evidence=evidence)
-    return _household_findings(facts, found, "RS-01", "因务工就业不稳", "XC,RS")
+    return household_findings(facts, found, inp.rule)
 
 
-def _sl01(facts: Facts) -> pd.DataFrame:
+@implements("SL-01")
+def _sl01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     sl = facts.extra["SL_YINSHUI"]
     hh = facts.households[["household_id", "head_person_key"]].merge(
         sl, on="head_person_key", how="inner"
     )
     unsafe = (hh["water_safe"] == False).fillna(False).astype(bool)  # noqa: E712 (nullable)
-    hit = hh.loc[unsafe & ~facts.monitored_for(hh["household_id"], "因安全饮水")]
+    hit = hh.loc[unsafe & ~facts.monitored_for(hh["household_id"], inp.rule.risk_type)]
     failed = pd.Series("", index=hit.index)
     for column, label in (
         ("quantity_ok", "水量"),
@@ -769,10 +784,12 @@ def _sl01(facts: Facts) -> pd.DataFrame:
     found = hit.assign(severity="medium", evidence=evidence)[
         ["household_id", "severity", "evidence"]
     ]
-    return _household_findings(facts, found, "SL-01", "因安全饮水", "XC,SL")
+    return household_findings(facts, found, inp.rule)
 
 
-def _ny01(facts: Facts) -> pd.DataFrame:
+@implements("NY-01")
+def _ny01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     ny = facts.extra["NY_CHANYE"]
     year = facts.as_of.year
     failed = ny.loc[
@@ -782,7 +799,7 @@ def _ny01(facts: Facts) -> pd.DataFrame:
     joined = facts.households[["household_id", "head_person_key"]].merge(
         failed, on="head_person_key", how="inner"
     )
-    joined = joined.loc[~facts.monitored_for(joined["household_id"], "因产业项目失败")]
+    joined = joined.loc[~facts.monitored_for(joined["household_id"], inp.rule.risk_type)]
     joined = joined.assign(
         label=_text(joined["project_id"])
         + "（"
@@ -804,14 +821,16 @@ def _ny01(facts: Facts) -> pd.DataFrame:
         + hit["household_id"].map(sources(joined, "household_id"))
     )
     found = hit.assign(severity="medium", evidence=evidence)
-    return _household_findings(facts, found, "NY-01", "因产业项目失败", "XC,NY")
+    return household_findings(facts, found, inp.rule)
 
 
-def _inc01(facts: Facts, params: RuleParams) -> pd.DataFrame:
+@implements("INC-01")
+def _inc01(inp: RuleInput) -> pd.DataFrame:
+    facts, params = inp.facts, inp.params
     hh = facts.households
     limit = params.cents("income_threshold")
     cents = (hh["income_per_capita"].astype("Float64") * 100).round()
-    hit = hh.loc[hh["monitoring_category"].isna() & (cents < limit).fillna(False).astype(bool)]
+    hit = hh.loc[~dd.identified(hh["monitoring_category"]) & (cents < limit).fillna(False)]
     evidence = (
         "未纳入监测，人均纯收入"
         + _money(cents[hit.index].astype("int64"))
@@ -821,15 +840,13 @@ def _inc01(facts: Facts, params: RuleParams) -> pd.DataFrame:
     found = hit.assign(severity="medium", evidence=evidence)[
         ["household_id", "severity", "evidence"]
     ]
-    return _household_findings(facts, found, "INC-01", "收入", "XC")
+    return household_findings(facts, found, inp.rule)
 
 
 def _on_dibao(facts: Facts) -> pd.DataFrame:
     """Persons 在保 in the latest MZ_DIBAO: one row each, assistance types joined."""
     mz = facts.extra["MZ_DIBAO"]
-    on = mz.loc[(mz["status"] == "在保").fillna(False).astype(bool)].sort_values(
-        ["person_key", "assistance_type"]
-    )
+    on = mz.loc[dd.on_dibao(mz["status"])].sort_values(["person_key", "assistance_type"])
     g = on.groupby("person_key", sort=True)
     first = g[["id_number", "name", "village_code"]].first()
     out = first.assign(
@@ -838,7 +855,9 @@ def _on_dibao(facts: Facts) -> pd.DataFrame:
     return out.assign(src=out["person_key"].map(sources(on, "person_key")).astype("string"))
 
 
-def _mz01(facts: Facts) -> pd.DataFrame:
+@implements("MZ-01")
+def _mz01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     on = facts.extra["on_dibao"]
     m = facts.members[["person_key", "active", "household_type", "monitored", "death_date"]]
     joined = on.merge(m, on="person_key", how="left")
@@ -867,16 +886,18 @@ def _mz01(facts: Facts) -> pd.DataFrame:
     found = hit.assign(severity="medium", evidence=evidence)[
         ["person_key", "id_number", "name", "village_code", "severity", "evidence"]
     ]
-    return _person_findings(facts, found, "MZ-01", "兜底核查", "XC,MZ")
+    return person_findings(facts, found, inp.rule)
 
 
-def _ga01(facts: Facts) -> pd.DataFrame:
+@implements("GA-01")
+def _ga01(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     on = facts.extra["on_dibao"]
     cl = facts.extra["CL_CANJI"]
     living = cl["living_subsidy"].astype("Float64").fillna(0)
     care = cl["care_subsidy"].astype("Float64").fillna(0)
     paid = cl.loc[
-        (cl["cert_status"] == "有效").fillna(False).astype(bool)
+        (cl["cert_status"] == dd.VALID_CERTIFICATE).fillna(False).astype(bool)
         & ((living > 0) | (care > 0)).fillna(False).astype(bool)
     ].assign(living=living, care=care)
     dead = facts.deaths
@@ -942,10 +963,12 @@ def _ga01(facts: Facts) -> pd.DataFrame:
     found = hit.assign(severity="high", evidence=evidence)[
         ["person_key", "id_number", "name", "severity", "evidence"]
     ]
-    return _person_findings(facts, found, "GA-01", "DQ", pushed)
+    return person_findings(facts, found, inp.rule, pushed)
 
 
-def _ga02(facts: Facts) -> pd.DataFrame:
+@implements("GA-02")
+def _ga02(inp: RuleInput) -> pd.DataFrame:
+    facts = inp.facts
     m = facts.members
     hit = m.loc[~m["active"], ["person_key", "id_number", "name"]].merge(
         facts.deaths[["person_key", "death_date", "delivery_id", "source_file"]], on="person_key"
@@ -955,7 +978,7 @@ def _ga02(facts: Facts) -> pd.DataFrame:
         "应作自然减少；来源：" + _text(hit["source_file"]) + "〔" + _text(hit["delivery_id"]) + "〕"
     )
     found = hit.assign(severity="low", evidence=evidence)
-    return _person_findings(facts, found, "GA-02", "DQ", "XC")
+    return person_findings(facts, found, inp.rule)
 
 
 def _name_pairs() -> list[tuple[str, str, str, str]]:
@@ -1159,7 +1182,9 @@ def _id_names_of(conn: Connection, as_of: date, only: pd.Index, pairs: pa.Table)
         return _id_names(conn, as_of, where)
 
 
-def _dq01(conn: Connection, facts: Facts) -> pd.DataFrame:
+@implements("DQ-01")
+def _dq01(inp: RuleInput) -> pd.DataFrame:
+    conn, facts = inp.conn, inp.facts
     homes = (
         pd.concat(
             [
@@ -1240,7 +1265,7 @@ def _dq01(conn: Connection, facts: Facts) -> pd.DataFrame:
             "evidence": evidence.to_numpy(),
         }
     )
-    return _person_findings(facts, found, "DQ-01", "DQ", pd.Series(pushed.to_numpy()))
+    return person_findings(facts, found, inp.rule, pd.Series(pushed.to_numpy()))
 
 
 # --- evaluate -------------------------------------------------------------------------------------
@@ -1344,20 +1369,10 @@ def evaluate_rules(conn: Connection, as_of: date, params: RuleParams) -> pd.Data
     (department codes, comma-separated). Ordered by rule_id, subject. Reads only; set-based.
     """
     facts = load_department_facts(conn, load_facts(conn, as_of))
-    found = [
-        _yb01(facts, params),
-        _zj01(conn, facts),
-        _jt01(conn, facts),
-        _cl01(facts),
-        _rs01(facts),
-        _sl01(facts),
-        _ny01(facts),
-        _inc01(facts, params),
-        _mz01(facts),
-        _ga01(facts),
-        _ga02(facts),
-        _dq01(conn, facts),
-    ]
+    found = []
+    for declared in declared_rules():
+        function = function_of(declared.rule_id)
+        found.append(_checked(declared, function(RuleInput(declared, facts, params, conn))))
     frame = (
         pd.concat([f for f in found if len(f)], ignore_index=True)
         if any(len(f) for f in found)
@@ -1371,6 +1386,34 @@ def evaluate_rules(conn: Connection, as_of: date, params: RuleParams) -> pd.Data
         rules = sorted(frame.loc[dupes, "rule_id"].unique())
         raise RuntimeError(f"alert ids repeated within one evaluation (rules {rules})")
     return frame[FINDING_COLUMNS]
+
+
+def _checked(declared: Rule, found: pd.DataFrame) -> pd.DataFrame:
+    """A rule's findings, held to its declaration: its id and risk type, its subject, its
+    severities, and departments that include the declared ones."""
+    if not len(found):
+        return found
+    problems = []
+    if set(found["rule_id"]) != {declared.rule_id} or set(found["risk_type"]) != {
+        declared.risk_type
+    }:
+        problems.append("rule_id/risk_type")
+    if set(found["subject_type"]) != {declared.subject}:
+        problems.append("subject_type")
+    if not set(found["severity"]) <= set(declared.severities):
+        problems.append(f"severity outside {declared.severities}")
+    pushed = found["pushed_to"].astype("string").str.split(",")
+    fixed = set(declared.pushed_to)
+    if not pushed.map(lambda depts: fixed <= set(depts)).all() or (
+        not declared.pushed_to_varies and not pushed.map(lambda d: set(d) == fixed).all()
+    ):
+        problems.append(f"pushed_to not {','.join(declared.pushed_to)}")
+    if problems:
+        raise RuntimeError(
+            f"alert rule {declared.rule_id} gave findings its declaration does not allow: "
+            + "; ".join(problems)
+        )
+    return found
 
 
 # --- lifecycle ------------------------------------------------------------------------------------
@@ -1572,7 +1615,9 @@ def _to_arrow(frame: pd.DataFrame, table_columns: Sequence[str]) -> pa.Table:
     return pa.table(columns)
 
 
-def raise_alerts(conn: Connection, as_of: date, *, province: str = "61") -> AlertSummary:
+def raise_alerts(
+    conn: Connection, as_of: date, *, province: str = DEFAULT_PROVINCE
+) -> AlertSummary:
     """Evaluate every rule on as_of, record the night, apply feedback, update the alerts table.
 
     Runs in the caller's transaction. alert_days of as_of is replaced; `alerts` becomes the
@@ -1655,7 +1700,7 @@ def rebuild_alerts(
     from_date: date,
     to_date: date,
     *,
-    province: str = "61",
+    province: str = DEFAULT_PROVINCE,
     dates: Iterable[date] | None = None,
 ) -> list[AlertSummary]:
     """Re-run raise_alerts for every run date in [from_date, to_date], in order.

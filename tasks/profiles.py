@@ -17,17 +17,16 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, select
 
+from domain import definitions as dd
 from tasks.alerts import (
     DEPT_ORDER,
     Facts,
     _arrow_text,
-    ages,
     alerts_frame,
     divisions,
     household_burden,
@@ -118,15 +117,11 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     )
     on_dibao = active["person_key"].isin(facts.extra["on_dibao"]["person_key"])
     cl = facts.extra["CL_CANJI"]
-    severe_keys = cl.loc[
-        (cl["cert_status"] == "有效").fillna(False).astype(bool)
-        & cl["level"].isin(["一级", "二级"]).fillna(False).astype(bool),
-        "person_key",
-    ]
+    severe_keys = cl.loc[dd.severely_disabled(cl["cert_status"], cl["level"]), "person_key"]
     rs = facts.extra["RS_JIUYE"].set_index("person_key")["employment_status"]
     labour = m.loc[m["labour"]]
     status = _pick(labour["person_key"], rs)
-    employed = labour.loc[status.notna() & (status != "未就业").fillna(False).astype(bool)]
+    employed = labour.loc[status.notna() & ~dd.unemployed(status)]
     burden = household_burden(facts).set_index("household_id")["cents"]
     open_alerts = alerts_frame(conn, as_of).loc[lambda f: f["status"] == "open", "household_id"]
     out = pd.DataFrame(
@@ -287,8 +282,7 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
         .fillna(_pick(keys, mz["village_code"]).astype("string"))
     )
     towns = divisions().set_index("village_code")["town"]
-    digit17 = pd.to_numeric(ids.str.slice(16, 17), errors="coerce")
-    births = pd.to_datetime(ids.str.slice(6, 14), format="%Y%m%d", errors="coerce")
+    births = dd.birth_dates(ids)
     out = pd.DataFrame(
         {
             "person_key": keys.astype("string"),
@@ -297,13 +291,9 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
             .astype("string")
             .fillna(_pick(keys, other_name).astype("string")),
             "household_id": _pick(keys, m["household_id"]).astype("string"),
-            "gender": pd.Series(
-                np.where(digit17.isna(), None, np.where(digit17 % 2 == 1, "男", "女")),  # type: ignore[call-overload]
-                index=keys.index,
-                dtype="string",
-            ),
+            "gender": dd.genders(ids).set_axis(keys.index),
             "birth_date": births.astype("datetime64[s]"),
-            "age": ages(ids, as_of),
+            "age": dd.ages_on(ids, as_of),
             "village_code": village_code,
             "town": _pick(keys, m["town"])
             .astype("string")

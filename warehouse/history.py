@@ -68,7 +68,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
-from datashare.errors import DatashareError
+from datashare.errors import HistoryError, MergeOrderError  # re-exported: old import path
+from domain.definitions import SETTLEMENT_NORMAL, SETTLEMENT_REVERSAL
 from expectations.contract import Contract, get_contract
 from warehouse.bulk import fetch_arrow, load_arrow, prepare_bulk, staging
 from warehouse.identity import person_keys
@@ -105,15 +106,12 @@ _NEW_KEY = "_new_key"  # flag on insert rows: the key had no current version
 # as a base64 Arrow IPC stream (typed like the key columns).
 HELD_KEYS_METADATA = b"datashare.held_keys"
 # The one dataset-specific merge rule; the contract names it (merge_hook: cancel_reversals).
-_REVERSAL = {"id": "settlement_id", "kind": "settle_kind", "normal": "正常", "reversal": "冲销"}
-
-
-class HistoryError(DatashareError):
-    """The history of a dataset cannot be changed as asked (bad input, missing lake file)."""
-
-
-class MergeOrderError(HistoryError):
-    """A delivery for a date before the last merged one: use rebuild_from instead."""
+_REVERSAL = {
+    "id": "settlement_id",
+    "kind": "settle_kind",
+    "normal": SETTLEMENT_NORMAL,
+    "reversal": SETTLEMENT_REVERSAL,
+}
 
 
 @dataclass(frozen=True)
