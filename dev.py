@@ -2,8 +2,9 @@
 """Set up the project's virtual environment from the lock file, then run a command in it.
 
     python3 dev.py demo        set up, then run `datashare demo` (synthetic county, several nights)
-    python3 dev.py test        set up, then run the test suite
-    python3 dev.py check       set up, then lint, type-check and test
+    python3 dev.py test        set up, then run the whole test suite (slow tests included)
+    python3 dev.py test -m "not slow"   the quick set: without the long end-to-end tests
+    python3 dev.py check       set up, then lint, type-check, check the import layers and test
     python3 dev.py -- CMD ...  set up, then run any command inside the environment
 
 Needs only Python 3.11+. The environment lives in .venv and is rebuilt when requirements.lock
@@ -70,7 +71,13 @@ def main(argv: list[str]) -> int:
     elif command == "test":
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
     elif command == "check":
-        for step in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+        steps = (
+            ["ruff", "check", "."],
+            ["ruff", "format", "--check", "."],
+            ["mypy"],
+            ["lint-imports"],  # layers point one way: [tool.importlinter] in pyproject.toml
+        )
+        for step in steps:
             subprocess.run([str(BIN / step[0]), *step[1:]], cwd=ROOT, env=env, check=True)
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
     elif command == "--":

@@ -45,7 +45,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine, insert, select, update
 
-from datashare.settings import Settings
+from datashare.settings import Settings, current_settings, use_settings
 from expectations.contract import load_contracts
 from flows.nightly import RunConfig, night
 from flows.runners import run_nightly_configured, task_runner
@@ -237,7 +237,7 @@ def backfill(
 ) -> BackfillResult:
     """Redo a range of exchange dates (missing, failed, re-delivered, or forced), oldest first."""
     logger = get_run_logger()
-    settings = Settings()
+    settings = current_settings()
     config = RunConfig.from_settings(settings, datasets=datasets)
     engine = connect(config.warehouse_url.get_secret_value())
     try:
@@ -334,15 +334,16 @@ def run_backfill(
 ) -> BackfillResult:
     """Run the backfill flow in this process (the CLI's way in); who asked is the OS user."""
     connect(str(settings.warehouse_url)).dispose()  # unreachable: fail before Prefect starts
-    return backfill(
-        date_from=date_from,
-        date_to=date_to,
-        datasets=datasets,
-        dry_run=dry_run,
-        max_parallel=max_parallel,
-        force=force,
-        requested_by=f"cli:{getpass.getuser()}",
-    )
+    with use_settings(settings):  # the flow's entry reads these, not the environment
+        return backfill(
+            date_from=date_from,
+            date_to=date_to,
+            datasets=datasets,
+            dry_run=dry_run,
+            max_parallel=max_parallel,
+            force=force,
+            requested_by=f"cli:{getpass.getuser()}",
+        )
 
 
 def _scheduled_today(tz: ZoneInfo) -> date:
@@ -357,7 +358,7 @@ def _scheduled_today(tz: ZoneInfo) -> date:
 def scheduled_nightly(exchange_date: date | None = None, catch_up: Policy | None = None) -> int:
     """The scheduled nightly run: yesterday (Asia/Shanghai) plus missed nights per catch-up."""
     logger = get_run_logger()
-    settings = Settings()
+    settings = current_settings()
     engine = connect(str(settings.warehouse_url))
     try:
         upgrade(engine)

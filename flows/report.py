@@ -11,20 +11,27 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from datashare.settings import Settings
+from datashare.settings import Settings, current_settings
 from tasks.reports import Period, build_report
 from warehouse.db import connect, upgrade
 
 
-def periods_asked(week: str | None, month: str | None) -> list[Period]:
-    """The periods named by --week / --month (ValueError when neither or a bad label)."""
-    periods = []
-    if week:
-        periods.append(Period.parse_week(week))
-    if month:
-        periods.append(Period.parse_month(month))
+def periods_asked(
+    week: str | None,
+    month: str | None,
+    quarter: str | None = None,
+    half: str | None = None,
+    year: str | None = None,
+) -> list[Period]:
+    """The periods named by --week / --month / --quarter / --half / --year (ValueError, in
+    Chinese, when none or a bad label)."""
+    asked = {"week": week, "month": month, "quarter": quarter, "half": half, "year": year}
+    periods = [Period.parse(kind, text) for kind, text in asked.items() if text]  # type: ignore[arg-type]
     if not periods:
-        raise ValueError("name a week (2025-W11) or a month (2025-03)")
+        raise ValueError(
+            "请指定报告期：--week 2025-W11、--month 2025-03、--quarter 2025-Q1、"
+            "--half 2025-H1 或 --year 2025"
+        )
     return periods
 
 
@@ -47,6 +54,6 @@ def write_reports(settings: Settings, periods: list[Period]) -> list[Path]:
 @flow(name="report", log_prints=False)
 def report(week: str | None = None, month: str | None = None) -> list[str]:
     """Build the weekly and/or monthly report for XC (HTML with charts, and XLSX)."""
-    written = write_reports(Settings(), periods_asked(week, month))
+    written = write_reports(current_settings(), periods_asked(week, month))
     get_run_logger().info("reports written: %s", ", ".join(p.name for p in written))
     return [str(p) for p in written]

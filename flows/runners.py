@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from datashare.settings import Settings
+from datashare.settings import Settings, current_settings, use_settings
 
 
 def task_runner(settings: Settings) -> Any:
@@ -51,9 +51,10 @@ def run_nightly_configured(
     """Call the nightly flow with the configured task runner (in a flow: as a subflow)."""
     from flows.nightly import nightly
 
-    return nightly.with_options(task_runner=task_runner(settings))(
-        exchange_date=exchange_date, datasets=datasets, force=force
-    )
+    with use_settings(settings):  # the nightly flow's entry reads these
+        return nightly.with_options(task_runner=task_runner(settings))(
+            exchange_date=exchange_date, datasets=datasets, force=force
+        )
 
 
 @flow(name="nightly-configured", log_prints=False)
@@ -61,5 +62,7 @@ def nightly_configured(
     exchange_date: date, datasets: list[str] | None = None, force: list[str] | None = None
 ) -> int:
     """Run the nightly flow for one date on the configured task runner (threads or Dask)."""
-    result = run_nightly_configured(exchange_date, Settings(), datasets=datasets, force=force)
+    result = run_nightly_configured(
+        exchange_date, current_settings(), datasets=datasets, force=force
+    )
     return len(result.deliveries)

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from datashare.errors import DatashareError
 from datashare.settings import Settings
 
 
@@ -107,7 +108,7 @@ def local_api(prefect_home: Path, *, timeout: float = 120) -> Iterator[str]:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the local Prefect server did not start; see {log.name}")
+                raise DatashareError(f"本地 Prefect 服务未能启动：原因见 {log.name}")
             time.sleep(0.5)
         os.environ["PREFECT_API_URL"] = url  # flow runs are subprocesses: they inherit it
         yield url

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from datashare.settings import DEFAULT_GX_MAX_ROWS
 from expectations.contract import Contract
 from expectations.gx_custom import gx
 from expectations.gx_suite import DEFECTS_COLUMN, build_suites
@@ -397,7 +398,7 @@ def validate_delivery_gx(
     previous_rows: int | None,
     context_root: Path,
     run_label: str,
-    max_rows: int = 200_000,
+    max_rows: int = DEFAULT_GX_MAX_ROWS,
     build_docs: bool = True,
 ) -> GxVerdict:
     """Validate one delivery's normalised frame with Great Expectations; the verdict gates it.

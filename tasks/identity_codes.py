@@ -226,10 +226,7 @@ def normalise_id18(
     m15, p15 = fixed_width(text, 15)
     old15 = _is_digit(m15).all(axis=1)
     if old15.any():
-        century = np.full((int(old15.sum()), 2), [ord("1"), ord("9")], dtype=np.uint8)
-        first17 = np.concatenate([m15[old15, :6], century, m15[old15, 6:]], axis=1)
-        check = _ID_CHECK[id17_check_codes(first17)][:, None]
-        parts.append(np.concatenate([first17, check], axis=1))
+        parts.append(_upgraded15(m15[old15]))
         positions.append(p15[old15])
     m20, p20 = fixed_width(text, 20)
     cert20 = _id_shape(m20[:, :18]) & _is_digit(m20[:, 18:]).all(axis=1)
@@ -324,11 +321,26 @@ def id18_birth_dates(ids: pd.Series) -> pd.Series:
     return pd.to_datetime(text, format="%Y%m%d", errors="coerce")
 
 
+def _upgraded15(m15: np.ndarray) -> np.ndarray:
+    """18-character ids (k × 18 bytes) from 15-digit old numbers (k × 15 digits): '19' inserted
+    after the area code, the MOD 11-2 check character appended (the one implementation:
+    normalise_id18 and upgrade_id15 both use it)."""
+    century = np.full((len(m15), 2), [ord("1"), ord("9")], dtype=np.uint8)
+    first17 = np.concatenate([m15[:, :6], century, m15[:, 6:]], axis=1)
+    check = _ID_CHECK[id17_check_codes(first17)][:, None]
+    return np.concatenate([first17, check], axis=1)
+
+
 def upgrade_id15(ids15: pd.Series) -> pd.Series:
-    """Upgrade 15-digit ids to 18 digits: insert '19' after the area code, append the check."""
-    text = ids15.astype("string")
-    first17 = text.str.slice(0, 6) + "19" + text.str.slice(6, 15)
-    return first17 + id18_check_char(first17)
+    """Upgrade 15-digit ids to 18 digits: insert '19' after the area code, append the check
+    (NA where a value is not 15 digits)."""
+    text = text_array(ids15.astype("string"))
+    m15, rows = fixed_width(text, 15)
+    digits = _is_digit(m15).all(axis=1)
+    out = np.full(len(ids15), None, dtype=object)
+    upgraded = np.ascontiguousarray(_upgraded15(m15[digits]))
+    out[rows[digits]] = upgraded.view("S18").ravel().astype(str)
+    return pd.Series(pd.array(out, dtype="string"), index=ids15.index)
 
 
 def ids_from_numbers(first17: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from datashare.errors import DeliveryError, GateFailed, LayoutError
+from datashare.settings import DEFAULT_GX_MAX_ROWS
 from expectations.contract import Common, Contract
 from tasks.gx_validate import validate_delivery_gx
 from tasks.landing import DeliveryRef
@@ -84,7 +85,7 @@ class IntakeOptions:
 
     lake_root: Path
     gx_root: Path
-    gx_max_rows: int = 200_000
+    gx_max_rows: int = DEFAULT_GX_MAX_ROWS
     build_docs: bool = True
     force: bool = False  # accept a snapshot below half of the previous one (operator's call)
     secret: bytes = b""  # HMAC key for person_key; required to load
@@ -273,7 +274,7 @@ def _take_in(
     try:
         raw = read_delivery(content, ref.file_name, contract, common, options.read_limits)
     except DeliveryError as exc:
-        rows_in = getattr(exc, "rows_in", 0)  # rows the reader counted before refusing
+        rows_in = exc.rows_in  # rows the reader counted before refusing
         return _record_failure(
             engine, base, exc, rows_in=rows_in, dups=0, rejects=None, replace=retry
         )

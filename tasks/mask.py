@@ -1,183 +1,30 @@
-"""Masked forms of personal data (publishing.md, "Forms of personal data").
+"""Masked forms of personal data: moved to `domain.masking` (issue 12: the warehouse's
+publication masks too, and may not import the steps). Re-exported here so that existing imports
+keep working; new code imports `domain.masking`.
 
-    id     610327199001011234 -> 610327********1234
-    name   张三华 -> 张*华, 张三 -> 张*
-    phone  13800138000 -> 138****8000
-    bank, health, address: never shown; the masked form is a fixed placeholder.
-
-Masking never shows more than these forms, whatever the input: values too short or too odd to
-mask by position are replaced whole.
-
-A value that *looks like* an id, a phone or a bank account is masked wherever it was typed
-(publishing.md, "Forms"): `mask_lookalikes` finds them inside any text (a 救助类型 cell holding an
-id, a remark holding a phone) and masks each where it stands; `mask_series` does it for every
-column that is not marked personal. What looks like what:
-
-    id     18 characters (17 digits + digit or X), 15 digits (old id), 20 digits (a disability
-           certificate holds an id); also written 6-8-4 with spaces or hyphens
-    phone  a mobile number 1[3-9]xxxxxxxxx, optionally +86, optionally 3-4-4 grouped
-    bank   16-19 digits starting 62 (UnionPay: every domestic benefit card) or starting 4/5 and
-           passing the Luhn check (international cards); also written in groups of four.
-           Shown as the never form (***). An 18-digit number with a wrong id check character
-           that starts 62 is taken for a bank account.
-Runs of 12-14 digits (village codes), 16-digit household ids (area code first) and other
-numbers are left as they are.
+The HMAC `person_key` that used to be copied here lives in one place: `warehouse.identity`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-
-import pandas as pd
-
-HIDDEN = "***"
-
-
-def mask_id(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = str(value)
-    if len(v) >= 15:
-        return v[:6] + "*" * (len(v) - 10) + v[-4:]
-    return HIDDEN
-
-
-def mask_name(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = str(value)
-    if len(v) <= 1:
-        return "*"
-    if len(v) == 2:
-        return v[0] + "*"
-    return v[0] + "*" * (len(v) - 2) + v[-1]
-
-
-def mask_phone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = str(value)
-    if len(v) >= 7:
-        return v[:3] + "*" * (len(v) - 7) + v[-4:]
-    return HIDDEN
-
-
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_LOOKALIKE = re.compile(
-    r"(?<![0-9])(?:"
-    r"(?P<idg>\d{6}[ -]\d{8}[ -]\d{3}[0-9Xx])"
-    r"|(?P<bankg>\d{4}(?:[ -]\d{4}){3}(?:[ -]\d{1,3})?)"
-    r"|(?P<phone>(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2})"
-    r"|(?P<run>\d{15,20}[Xx]?)"
-    r")(?![0-9Xx])"
+from domain.masking import (
+    HIDDEN,
+    mask_id,
+    mask_lookalikes,
+    mask_lookalikes_text,
+    mask_name,
+    mask_phone,
+    mask_series,
+    mask_value,
 )
 
-
-def _id_checksum_ok(value: str) -> bool:
-    if len(value) != 18 or not value[:17].isdigit():
-        return False
-    total = sum(int(c) * w for c, w in zip(value[:17], _ID_WEIGHTS, strict=True))
-    return "10X98765432"[total % 11] == value[17].upper()
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
-def _bank_like(digits: str) -> bool:
-    if not 16 <= len(digits) <= 19 or not digits.isdigit():
-        return False
-    return digits.startswith("62") or (digits[0] in "45" and _luhn_ok(digits))
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    text = match.group(0)
-    if match.group("idg") is not None:
-        return mask_id(re.sub(r"[ -]", "", text).upper()) or HIDDEN
-    if match.group("bankg") is not None:
-        digits = re.sub(r"[ -]", "", text)
-        return HIDDEN if _bank_like(digits) else text
-    if match.group("phone") is not None:
-        digits = re.sub(r"[ +-]", "", text)[-11:]
-        return mask_phone(digits) or HIDDEN
-    run = text.upper()
-    if len(run) == 18:
-        if _id_checksum_ok(run) or not (run.isdigit() and run.startswith("62")):
-            return mask_id(run) or HIDDEN
-        return HIDDEN
-    if len(run) == 15 and run.isdigit():
-        return mask_id(run) or HIDDEN
-    if len(run) == 20:  # longer than any bank card: a certificate number holding an id
-        return mask_id(run) or HIDDEN
-    return HIDDEN if _bank_like(run) else text
-
-
-def mask_lookalikes_text(value: str) -> str:
-    """`value` with every id, phone or bank account inside it masked (see the module doc)."""
-    return _LOOKALIKE.sub(_mask_match, value)
-
-
-def mask_lookalikes(values: pd.Series) -> pd.Series:
-    """Vectorised `mask_lookalikes_text` over any Series (as text; NA stays NA)."""
-    text = values.astype("string")
-    candidates = text.str.contains(r"\d{4}", regex=True, na=False)
-    if not candidates.any():
-        return text
-    return text.where(~candidates, text.str.replace(_LOOKALIKE, _mask_match, regex=True))
-
-
-def mask_value(value: str | None, pii: str | None) -> str | None:
-    """The masked form of one value of a column with the given PII kind (None: not personal,
-    but an id, phone or bank account typed into it is masked all the same)."""
-    if value is None:
-        return value
-    if pii is None:
-        return mask_lookalikes_text(str(value))
-    if pii == "id":
-        return mask_id(value)
-    if pii == "name":
-        return mask_name(value)
-    if pii == "phone":
-        return mask_phone(value)
-    return HIDDEN
-
-
-def mask_series(values: pd.Series, pii: str | None) -> pd.Series:
-    """Vectorised `mask_value` over a Series of text (NA stays NA)."""
-    if pii is None:
-        return mask_lookalikes(values)
-    text = values.astype("string")
-    n = text.str.len()
-    if pii == "id":
-        masked = (
-            text.str.slice(0, 6)
-            + n.sub(10).clip(lower=0).map(lambda k: "*" * k, na_action="ignore").astype("string")
-            + text.str.slice(-4)
-        )
-        return masked.where(n >= 15, HIDDEN).where(text.notna(), pd.NA)
-    if pii == "name":
-        return text.map(mask_name, na_action="ignore").astype("string")
-    if pii == "phone":
-        return text.map(mask_phone, na_action="ignore").astype("string")
-    return pd.Series(HIDDEN, index=values.index, dtype="string").where(text.notna(), pd.NA)
-
-
-def person_key(id18: str, secret: bytes) -> str:
-    """First 32 hex characters of HMAC-SHA256(secret, id18)."""
-    return hmac.new(secret, id18.encode("ascii"), hashlib.sha256).hexdigest()[:32]
-
-
-def person_keys(ids: pd.Series, secret: bytes) -> pd.Series:
-    """Vectorised `person_key` (NA stays NA); computed once per distinct id."""
-    codes, uniques = pd.factorize(ids.astype("string"), use_na_sentinel=True)
-    keys = pd.array([person_key(u, secret) for u in uniques], dtype="string")
-    out = pd.Series(pd.NA, index=ids.index, dtype="string")
-    valid = codes >= 0
-    out[valid] = keys[codes[valid]]
-    return out
+__all__ = [
+    "HIDDEN",
+    "mask_id",
+    "mask_lookalikes",
+    "mask_lookalikes_text",
+    "mask_name",
+    "mask_phone",
+    "mask_series",
+    "mask_value",
+]

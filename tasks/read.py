@@ -231,7 +231,7 @@ def read_delivery(
 def _counted(exc: DeliveryError, rows: int) -> DeliveryError:
     """`exc` carrying how many rows were read before the refusal (`rows_in`): the intake
     records them as delivered and rejected instead of 0."""
-    exc.rows_in = rows  # type: ignore[attr-defined]
+    exc.rows_in = rows
     return exc
 
 

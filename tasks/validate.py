@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datashare.errors import ConservationError  # re-exported: old import path
 from expectations.contract import Column, Common, Contract
 from tasks.arrow_text import fixed_width, text_array
 from tasks.identity_codes import IDENTITY_RULE_TEXT, credit_code_defects
@@ -63,10 +64,6 @@ _TYPE_TEXT = {
 
 REJECT_COLUMNS = ["source_row", "column", "rule", "value_masked", "message"]
 DEFECTS = "_defects"
-
-
-class ConservationError(AssertionError):
-    """rows_in != loaded + quarantined + duplicates: a bug, never a data problem."""
 
 
 @dataclass(frozen=True)

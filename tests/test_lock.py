@@ -145,7 +145,7 @@ def test_losing_the_lock_stops_the_writer_before_its_next_commit() -> None:
         try:
             with engine.begin() as conn:
                 conn.execute(text("create table lock_probe (n integer)"))
-            with pytest.raises(LockLost, match="lost"), writer_lock(engine, owner=owner):
+            with pytest.raises(LockLost, match="写入锁已丢失"), writer_lock(engine, owner=owner):
                 with engine.begin() as conn:  # holding the lock: commits go through
                     conn.execute(text("insert into lock_probe values (1)"))
                 with killer.begin() as conn:

@@ -54,17 +54,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
-from datashare.errors import RunLocked
+from datashare.errors import LockLost, RunLocked  # LockLost re-exported: old import path
 
 POLL_SECONDS = 0.2
 
 # Process-wide holders, by lock key: reentrancy within a process (see the module docstring).
 _HELD: dict[str, int] = {}
 _HELD_GUARD = threading.Lock()
-
-
-class LockLost(RunLocked):
-    """The writer lock was held and is gone (its PostgreSQL session ended): stop writing."""
 
 
 @dataclass
@@ -98,9 +94,8 @@ class _Guard:
                 self.lost = not held
             if self.lost:
                 raise LockLost(
-                    f"the warehouse's writer lock of {self.owner!r} was lost (its database "
-                    "session ended): stopped before writing more; another run may hold the "
-                    "warehouse now — run again once it has finished"
+                    f"仓库写入锁已丢失（持有者 {self.owner}，其数据库会话已结束）：已在继续写入前"
+                    "停止；另一运行可能正在使用仓库，请待其结束后重新运行"
                 )
 
 

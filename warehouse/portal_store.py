@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from datashare.errors import AccountError  # re-exported: old import path
 from warehouse.tables_portal import ROLES, portal_logins, portal_tokens, portal_users
 
 LOCK_AFTER = 5
@@ -31,10 +32,6 @@ class Account:
     failed_logins: int
     locked_until: datetime | None
     session_version: int
-
-
-class AccountError(ValueError):
-    """An account operation that cannot be done (message in Chinese, for the operator)."""
 
 
 def _aware(value: datetime | None) -> datetime | None:

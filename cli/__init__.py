@@ -1,0 +1,11 @@
+"""The `datashare` command, on top of every layer (flows, steps, warehouse, portal).
+
+The console script `datashare` is `cli.app:main`; `python -m cli` runs it too (and so does the
+old `python -m datashare.cli`, a shim kept for callers not yet moved).
+"""
+
+from __future__ import annotations
+
+from cli.app import EXIT_CODES, app, exit_code, main
+
+__all__ = ["EXIT_CODES", "app", "exit_code", "main"]

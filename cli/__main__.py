@@ -1,0 +1,5 @@
+"""`python -m cli`: the `datashare` command."""
+
+from cli.app import main
+
+main()
