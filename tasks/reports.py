@@ -1,4 +1,4 @@
-"""Weekly (周报) and monthly (月报) reports for XC: figures from the warehouse, as HTML and XLSX.
+"""XC's reports — 周报, 月报, 季调度, 半年小结, 年度总结 — from one figure engine, as HTML and XLSX.
 
     Period.parse_week("2025-W11") | Period.parse_month("2025-03") | closing_periods(D)
     report_figures(conn, period, expected=None) ── ReportFigures (frames, as of period.end)
@@ -21,7 +21,7 @@ import io
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,17 +30,21 @@ import jinja2
 import numpy as np
 import pandas as pd
 import xlsxwriter
-from matplotlib import colormaps, rc_context
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from sqlalchemy import Connection, func, select
 
-import expectations
+from domain import definitions as dd
+from domain.alert_rules import declared_rules
 from expectations.contract import load_common, load_contracts
+from expectations.divisions import town_order
 from tasks.alerts import FEEDBACK_STATUS, alerts_frame, read_current, read_feedback
 from tasks.freshness import ACCEPTED, Calendar, expected_frame, load_calendar
+from tasks.labels import column_label, label
 from warehouse.lake import write_bytes_atomic
-from warehouse.tables import deliveries, history_merges, history_tables
+from warehouse.tables import deliveries, history_merges, history_tables, rejects
 from warehouse.tables_alerts import alert_days, alert_runs
+from warehouse.tables_ops import landing_issues_frame, nights
 
 # --- parameters (documented in docs/reports.md) -------------------------------------------------
 
@@ -49,29 +53,16 @@ LIGHT_RED_BELOW = 0.80  # on-time rate below this (over LIGHT_RATE_MIN_DUE or mo
 LIGHT_RATE_MIN_DUE = 5  # fewer due deliveries say too little for a rate: late is then yellow
 LIGHT_YELLOW_QUARANTINE = 0.05  # quarantined share of rows above this: yellow
 TREND_MIN_DAYS = 28  # the open-alert trend covers at least this many nights
-COMPULSORY_AGES = (6, 15)
-LABOUR_AGES = (16, 60)
-LABOUR_SKILLS = ("技能劳动力", "普通劳动力")
+COMPULSORY_AGES = dd.COMPULSORY_SCHOOL_AGES  # the domain's definitions (domain/definitions.py)
+LABOUR_AGES = dd.LABOUR_AGES
+LABOUR_SKILLS = dd.LABOUR_SKILLS
 
 # The roster's categories and risk types, in the contract's order (departments are data).
 _ROSTER = load_contracts()["XC_HU"]
 CATEGORIES = tuple(_ROSTER.column("monitoring_category").values)
 RISK_TYPES = tuple(_ROSTER.column("risk_types").values)
-# rules.md, in its order: rule_id -> (risk_type, subject unit)
-RULES: dict[str, tuple[str, str]] = {
-    "YB-01": ("因病", "户"),
-    "ZJ-01": ("因安全住房", "户"),
-    "JT-01": ("因学", "人"),
-    "CL-01": ("因残", "人"),
-    "RS-01": ("因务工就业不稳", "户"),
-    "SL-01": ("因安全饮水", "户"),
-    "NY-01": ("因产业项目失败", "户"),
-    "INC-01": ("收入", "户"),
-    "MZ-01": ("兜底核查", "人"),
-    "GA-01": ("DQ", "人"),
-    "GA-02": ("DQ", "人"),
-    "DQ-01": ("DQ", "人"),
-}
+# rules.md, in its order: rule_id -> (risk_type, subject unit), from the rule registry
+RULES: dict[str, tuple[str, str]] = {r.rule_id: (r.risk_type, r.unit) for r in declared_rules()}
 EMPLOYMENT = {
     "省外务工": "emp_out_province",
     "省内县外务工": "emp_in_province",
@@ -106,7 +97,7 @@ FONT_FAMILY = [
 LIGHT_COLOURS = {"绿": "#2e7d32", "黄": "#f9a825", "红": "#c62828", "—": "#bdbdbd"}
 
 # Column name -> (Chinese header, kind); kind drives formatting in HTML and cell types in XLSX.
-Kind = Literal["text", "int", "money", "ratio", "date"]
+Kind = Literal["text", "int", "delta", "money", "ratio", "date"]
 COLUMNS: dict[str, tuple[str, Kind]] = {
     "town": ("乡镇", "text"),
     "dept": ("部门代码", "text"),
@@ -123,6 +114,7 @@ COLUMNS: dict[str, tuple[str, Kind]] = {
     "failed_open": ("退回未重报", "int"),
     "duplicate": ("重复文件", "int"),
     "missing": ("缺报批次", "int"),
+    "landing_issues": ("未接收文件", "int"),
     "rows_loaded": ("入库行数", "int"),
     "rows_quarantined": ("隔离行数", "int"),
     "quarantine_rate": ("隔离率", "ratio"),
@@ -130,11 +122,14 @@ COLUMNS: dict[str, tuple[str, Kind]] = {
     "on_time": ("按时批次", "int"),
     "on_time_rate": ("按时率", "ratio"),
     "light": ("信号灯", "text"),
+    "light_reason": ("说明", "text"),
     # alerts
     "rule_id": ("规则", "text"),
     "risk_type": ("风险类型", "text"),
     "unit": ("单位", "text"),
+    "opening": ("期初未结", "int"),
     "new": ("本期新增", "int"),
+    "reopened": ("本期重新打开", "int"),
     "resolved": ("本期自动解除", "int"),
     "confirmed": ("本期纳入监测", "int"),
     "dismissed": ("本期核实排除", "int"),
@@ -151,6 +146,16 @@ COLUMNS: dict[str, tuple[str, Kind]] = {
     "first_raised": ("首次预警日期", "date"),
     "days_open": ("持续天数", "int"),
     "night": ("日期", "date"),
+    "pending": ("待核实", "int"),
+    "current": ("本期", "int"),
+    "previous": ("上期", "int"),
+    "change": ("变化", "delta"),
+    "pending_overdue": ("其中超15天", "int"),
+    "oldest": ("最早预警日期", "date"),
+    "oldest_days": ("最长已等待（天）", "int"),
+    "rule_text": ("问题原因", "text"),
+    "column_label": ("列", "text"),
+    "rows": ("行数", "int"),
     # monitoring
     "category": ("监测对象类别", "text"),
     "identified_hh": ("监测对象户数", "int"),
@@ -224,27 +229,92 @@ COLUMNS: dict[str, tuple[str, Kind]] = {
 
 # --- periods --------------------------------------------------------------------------------------
 
+PeriodKind = Literal["week", "month", "quarter", "half", "year"]
+REPORT_KINDS: dict[str, str] = {
+    "week": "周报",
+    "month": "月报",
+    "quarter": "季调度",
+    "half": "半年小结",
+    "year": "年度总结",
+}
+
 
 @dataclass(frozen=True)
 class Period:
     """A report period: an ISO week (Monday–Sunday) or a calendar month."""
 
-    kind: Literal["week", "month"]
+    kind: PeriodKind
     start: date
     end: date
-    label: str  # 2025-W11 | 2025-03
+    label: str  # 2025-W11 | 2025-03 | 2025-Q1 | 2025-H1 | 2025
+
+    @classmethod
+    def parse(cls, kind: PeriodKind, text: str) -> Period:
+        """A period of `kind` from its label (2025-W11, 2025-03, 2025-Q1, 2025-H1, 2025)."""
+        return {
+            "week": cls.parse_week,
+            "month": cls.parse_month,
+            "quarter": cls.parse_quarter,
+            "half": cls.parse_half,
+            "year": cls.parse_year,
+        }[kind](text)
+
+    @classmethod
+    def _months(cls, kind: PeriodKind, year: int, first: int, count: int, label: str) -> Period:
+        last = first + count - 1
+        end = date(year, last, calendar.monthrange(year, last)[1])
+        return cls(kind, date(year, first, 1), end, label)
+
+    @classmethod
+    def parse_quarter(cls, text: str) -> Period:
+        """A calendar quarter, "2025-Q1" (季调度)."""
+        m = re.fullmatch(r"(\d{4})-Q([1-4])", text.strip())
+        if not m:
+            raise ValueError(f"季度应写作 YYYY-Qn（如 2025-Q1），收到 {text!r}")
+        q = int(m[2])
+        return cls._months("quarter", int(m[1]), 3 * q - 2, 3, f"{m[1]}-Q{q}")
+
+    @classmethod
+    def parse_half(cls, text: str) -> Period:
+        """A half year, "2025-H1" (半年小结)."""
+        m = re.fullmatch(r"(\d{4})-H([12])", text.strip())
+        if not m:
+            raise ValueError(f"半年应写作 YYYY-H1 或 YYYY-H2（如 2025-H1），收到 {text!r}")
+        h = int(m[2])
+        return cls._months("half", int(m[1]), 6 * h - 5, 6, f"{m[1]}-H{h}")
+
+    @classmethod
+    def parse_year(cls, text: str) -> Period:
+        """A calendar year, "2025" (年度总结)."""
+        m = re.fullmatch(r"(\d{4})", text.strip())
+        if not m:
+            raise ValueError(f"年度应写作 YYYY（如 2025），收到 {text!r}")
+        return cls._months("year", int(m[1]), 1, 12, m[1])
+
+    @classmethod
+    def of(cls, kind: PeriodKind, day: date) -> Period:
+        """The period of `kind` that contains `day`."""
+        if kind == "week":
+            return cls.week_of(day)
+        label = {
+            "month": f"{day:%Y-%m}",
+            "quarter": f"{day.year}-Q{(day.month - 1) // 3 + 1}",
+            "half": f"{day.year}-H{1 if day.month <= 6 else 2}",
+            "year": f"{day.year}",
+        }[kind]
+        return cls.parse(kind, label)
 
     @classmethod
     def parse_week(cls, text: str) -> Period:
         """An ISO week, "2025-W11" (Monday 2025-03-10 to Sunday 2025-03-16)."""
         m = re.fullmatch(r"(\d{4})-W(\d{2})", text.strip())
         if not m:
-            raise ValueError(f"a week is YYYY-Www (e.g. 2025-W11), got {text!r}")
+            raise ValueError(f"周应写作 YYYY-Www（如 2025-W11），收到 {text!r}")
         year, week = int(m[1]), int(m[2])
         try:
             start = date.fromisocalendar(year, week, 1)
         except ValueError:
-            raise ValueError(f"{text!r}: ISO year {year} has no week {week}") from None
+            raise ValueError(f"{text!r}：{year} 年没有第 {week} 周（ISO 周）") from None
         return cls("week", start, start + timedelta(days=6), f"{year}-W{week:02d}")
 
     @classmethod
@@ -252,7 +322,7 @@ class Period:
         """A calendar month, "2025-03"."""
         m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
         if not m or not 1 <= int(m[2]) <= 12:
-            raise ValueError(f"a month is YYYY-MM (e.g. 2025-03), got {text!r}")
+            raise ValueError(f"月份应写作 YYYY-MM（如 2025-03），收到 {text!r}")
         year, month = int(m[1]), int(m[2])
         last = calendar.monthrange(year, month)[1]
         return cls("month", date(year, month, 1), date(year, month, last), f"{year}-{month:02d}")
@@ -274,15 +344,40 @@ class Period:
         return date(self.end.year, 1, 1)
 
     @property
+    def ytd_start(self) -> date:
+        """First day of the year-to-date span: year_start, or the period's start when the period
+        begins in the previous year (2025-W01 starts 2024-12-30), so the year to date always
+        contains the period."""
+        return min(self.year_start, self.start)
+
+    def previous(self) -> Period:
+        """The period of the same kind that ends the day before this one starts."""
+        return Period.of(self.kind, self.start - timedelta(days=1))
+
+    @property
+    def report_kind(self) -> str:
+        """What the report is called: 周报, 月报, 季调度, 半年小结, 年度总结."""
+        return REPORT_KINDS[self.kind]
+
+    @property
     def name(self) -> str:
-        """The files' base name: 周报_2025-W11 or 月报_2025-03."""
-        return f"{'周报' if self.kind == 'week' else '月报'}_{self.label}"
+        """The files' base name: 周报_2025-W11, 月报_2025-03, 季调度_2025-Q1, 半年小结_2025-H1,
+        年度总结_2025."""
+        return f"{self.report_kind}_{self.label}"
 
     @property
     def title(self) -> str:
-        """Chinese title: 2025年第11周（3月10日至3月16日） or 2025年3月."""
+        """Chinese title: 2025年第11周（3月10日至3月16日）, 2025年3月, 2025年第1季度,
+        2025年上半年, 2025年."""
+        y = self.start.year
         if self.kind == "month":
-            return f"{self.start.year}年{self.start.month}月"
+            return f"{y}年{self.start.month}月"
+        if self.kind == "quarter":
+            return f"{y}年第{self.label[-1]}季度"
+        if self.kind == "half":
+            return f"{y}年{'上' if self.label.endswith('H1') else '下'}半年"
+        if self.kind == "year":
+            return f"{y}年"
         year, week = self.label.split("-W")
         return (
             f"{year}年第{int(week)}周（{self.start.month}月{self.start.day}日至"
@@ -292,12 +387,16 @@ class Period:
 
 def closing_periods(exchange_date: date) -> list[Period]:
     """The periods whose last day is `exchange_date`: its week on a Sunday, its month on the
-    last day of a month (both when a month ends on a Sunday)."""
+    last day of a month, its quarter (季调度) at a quarter's end, the first half (半年小结) on
+    30 June and the year (年度总结) on 31 December — the year's own summary stands for its
+    second half, so H2 is built only on demand."""
     closing = []
     if exchange_date.weekday() == 6:
         closing.append(Period.week_of(exchange_date))
-    if (exchange_date + timedelta(days=1)).day == 1:
-        closing.append(Period.month_of(exchange_date))
+    for kind in ("month", "quarter", "half", "year"):
+        period = Period.of(kind, exchange_date)
+        if period.end == exchange_date and period.label[-2:] != "H2":
+            closing.append(period)
     return closing
 
 
@@ -331,15 +430,38 @@ class ReportFigures:
     medical_by_town: pd.DataFrame
     medical_ytd_by_town: pd.DataFrame
     employment_by_town: pd.DataFrame
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)  # item, current, previous, change
+    pending_by_town: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pending_by_dept: pd.DataFrame = field(default_factory=pd.DataFrame)
+    top_rejects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    light_reasons: list[str] = field(default_factory=list)  # every non-green light, in words
     notes: list[str] = field(default_factory=list)
     undelivered: list[str] = field(default_factory=list)  # SOURCES with no accepted delivery
+    # The last processed night on or before period.end: every figure is as of this date (a
+    # report built mid-period judges only the nights that have run). None: period.end.
+    as_of: date | None = None
+
+    @property
+    def data_end(self) -> date:
+        """The date the figures are as of ("数据截至")."""
+        return self.as_of or self.period.end
 
     def sections(self) -> list[tuple[str, list[tuple[str, pd.DataFrame]]]]:
         """(section title, [(table title, frame)]) in report order; one XLSX sheet each."""
-        p = self.period
-        span = f"{p.start:%m月%d日}至{p.end:%m月%d日}"
-        ytd = f"{p.year_start:%Y年%m月%d日}至{p.end:%m月%d日}"
+        p, end = self.period, self.data_end
+        span = f"{p.start:%m月%d日}至{end:%m月%d日}"
+        ytd = f"{p.ytd_start:%Y年%m月%d日}至{end:%m月%d日}"
         return [
+            (
+                "待办事项",
+                [
+                    ("与上期相比", self.changes),
+                    ("待核实预警（按乡镇，含最早一条的预警日期）", self.pending_by_town),
+                    ("待核实预警（按推送部门）", self.pending_by_dept),
+                    (f"超过{OVERDUE_DAYS}天未结的预警（乡村振兴局逐条督办）", self.alerts_overdue),
+                    ("各部门本期问题数据的主要原因（前三）", self.top_rejects),
+                ],
+            ),
             (
                 "交换接收",
                 [
@@ -354,7 +476,6 @@ class ReportFigures:
                 [
                     ("按规则", self.alerts_by_rule),
                     ("按乡镇", self.alerts_by_town),
-                    (f"超过{OVERDUE_DAYS}天未结的预警（识别时限）", self.alerts_overdue),
                     ("每日未结预警（按规则）", self.alerts_trend),
                 ],
             ),
@@ -412,14 +533,23 @@ def report_figures(
     (tasks.freshness.expected_frame). Either way nothing is due before the ledger's first
     exchange date (the exchange had not started).
     """
+    as_of = _last_night(conn, period.end)
+    asked, period = period, (period if as_of >= period.end else replace(period, end=as_of))
     end = period.end
     hu = _households(conn, end)
     ren = _roster_persons(conn, end, hu)
     towns = _town_order(hu)
     undelivered = _undelivered(conn, end)
     notes: list[str] = [_undelivered_note(undelivered, end)] if undelivered else []
+    if end < asked.end:
+        notes.append(
+            f"本期尚未结束：数据截至 {end:%Y-%m-%d}（最后一个已运行的夜间批次），"
+            f"{end + timedelta(days=1):%Y-%m-%d} 起尚未运行的日期不计缺报，预警天数算至 "
+            f"{end:%Y-%m-%d}。"
+        )
 
-    lo = min(period.start, period.year_start)
+    previous = asked.previous()
+    lo = min(period.ytd_start, previous.start)
     ledger = _ledger(conn, lo, end)
     calendar = load_calendar()
     if expected is None:
@@ -435,10 +565,24 @@ def report_figures(
         )
     ]
     intake, days, failed, missing = intake_figures(ledger, expected, period.start, end, calendar)
-    intake_ytd, _, _, _ = intake_figures(ledger, expected, period.year_start, end, calendar)
+    intake_ytd, _, _, _ = intake_figures(ledger, expected, period.ytd_start, end, calendar)
+    issues = landing_issues_frame(conn, lo, end)
+    intake = explain_lights(with_landing_issues(intake, issues, period.start, end))
+    intake_ytd = explain_lights(with_landing_issues(intake_ytd, issues, period.ytd_start, end))
+    intake_prev, _, _, _ = intake_figures(ledger, expected, previous.start, previous.end, calendar)
 
-    by_rule, by_town, overdue = alert_figures(alert_state(conn, end), period, towns)
+    state = alert_state(conn, end)
+    before_state = alert_state(conn, period.start - timedelta(days=1))
+    by_rule, by_town, overdue = alert_figures(state, period, towns, before=before_state)
+    pending_town, pending_dept = pending_figures(state, end, towns)
+    top_rejects = top_reject_reasons(_rejects(conn, period.start, end))
     trend = alert_trend(conn, period)
+    first_run = conn.execute(select(func.min(alert_runs.c.exchange_date))).scalar_one_or_none()
+    if first_run is not None and period.start <= pd.Timestamp(first_run).date() <= end:
+        notes.append(
+            f"预警自 {pd.Timestamp(first_run):%Y-%m-%d} 首次运行，此前没有可比较的基准："
+            "当晚发现的预警全部计为本期新增。"
+        )
 
     baseline_day = _roster_baseline(conn, period.start, end)
     baseline = hu if baseline_day is None else _households(conn, baseline_day)
@@ -448,6 +592,40 @@ def report_figures(
             f"（{baseline_day:%Y-%m-%d}）的户信息为基准。"
         )
     mon_town, mon_cat, by_risk = monitoring_figures(hu, baseline, ren, period, towns)
+    had_roster = baseline_day is not None and baseline_day < period.start
+    prev_end = pd.Timestamp(previous.end)
+    prev_open = before_state.loc[before_state["status_end"] == "open"]
+    rule_total, intake_none = by_rule.iloc[-1], intake_prev["due"].sum() == 0
+    changes = change_table(
+        [
+            (
+                "未消除风险监测户",
+                mon_town.iloc[-1]["monitored_hh"],
+                (_identified(baseline) & ~_eliminated(baseline)).sum() if had_roster else None,
+            ),
+            (
+                "新增预警",
+                rule_total["new"],
+                state["first_raised"].between(pd.Timestamp(previous.start), prev_end).sum(),
+            ),
+            ("期末未结预警（待核实）", rule_total["open"], rule_total["opening"]),
+            (
+                f"超{OVERDUE_DAYS}天未结预警",
+                rule_total["overdue"],
+                ((prev_end - prev_open["first_raised"]).dt.days > OVERDUE_DAYS).sum(),
+            ),
+            (
+                "缺报批次",
+                intake["missing"].sum(),
+                None if intake_none else intake_prev["missing"].sum(),
+            ),
+            (
+                "退回批次",
+                intake["failed"].sum(),
+                None if intake_none else intake_prev["failed"].sum(),
+            ),
+        ]
+    )
 
     assurance = assurance_figures(
         hu,
@@ -479,10 +657,10 @@ def report_figures(
             *PAYMENTS,
             "self_burden",
         ],
-        where=history_tables["YB_JIESUAN"].c.settle_date >= min(period.start, period.year_start),
+        where=history_tables["YB_JIESUAN"].c.settle_date >= period.ytd_start,
     )
     medical = medical_figures(jiesuan, ren, period.start, end, towns)
-    medical_ytd = medical_figures(jiesuan, ren, period.year_start, end, towns)
+    medical_ytd = medical_figures(jiesuan, ren, period.ytd_start, end, towns)
     employment = employment_figures(
         ren, read_current(conn, "RS_JIUYE", end, ["person_key", "employment_status"]), towns
     )
@@ -511,7 +689,7 @@ def report_figures(
         "employed": employment.iloc[-1]["employed"],
     }
     return ReportFigures(
-        period=period,
+        period=asked,
         towns=towns,
         headline={k: float(v) for k, v in headline.items()},
         intake=intake,
@@ -530,12 +708,37 @@ def report_figures(
         medical_by_town=medical,
         medical_ytd_by_town=medical_ytd,
         employment_by_town=employment,
+        changes=changes,
+        pending_by_town=pending_town,
+        pending_by_dept=pending_dept,
+        top_rejects=top_rejects,
+        light_reasons=[
+            f"{r.dept_name}：{r.light}灯，{r.light_reason}"
+            for r in intake.itertuples()
+            if r.light in ("红", "黄")
+        ],
         notes=notes,
         undelivered=undelivered,
+        as_of=end,
     )
 
 
 # --- reading the warehouse ------------------------------------------------------------------------
+
+
+def _last_night(conn: Connection, end: date) -> date:
+    """The last processed night on or before `end`: the latest exchange date a night completed,
+    alerts ran or a delivery was recorded for. `end` itself when nothing has run yet."""
+    latest = [
+        conn.execute(select(func.max(col)).where(col <= end)).scalar_one_or_none()
+        for col in (
+            nights.c.exchange_date,
+            alert_runs.c.exchange_date,
+            deliveries.c.exchange_date,
+        )
+    ]
+    found = [pd.Timestamp(d).date() for d in latest if d is not None]
+    return max(found) if found else end
 
 
 def _undelivered(conn: Connection, end: date) -> list[str]:
@@ -602,38 +805,22 @@ def _roster_persons(conn: Connection, day: date, hu: pd.DataFrame) -> pd.DataFra
         "GA_BIANDONG",
         day,
         ["person_key", "change_type", "change_date"],
-        where=history_tables["GA_BIANDONG"].c.change_type == "死亡",
+        where=history_tables["GA_BIANDONG"].c.change_type == dd.DEATH,
     )
-    dead = ga.loc[
-        (ga["change_type"] == "死亡") & (ga["change_date"] <= pd.Timestamp(day)), "person_key"
-    ]
-    births = pd.to_datetime(
-        ren["id_number"].astype("string").str.slice(6, 14), format="%Y%m%d", errors="coerce"
-    )
+    dead = ga.loc[dd.died_by(ga["change_type"], ga["change_date"], day), "person_key"]
     return (
         ren.drop(columns="id_number")
         .assign(
-            age=_age_on(births, day),
+            age=dd.ages_on(ren["id_number"], day).astype("float64"),  # NaN where unknown
             active=~ren["person_key"].isin(dead),
         )
         .reset_index(drop=True)
     )
 
 
-def _age_on(births: pd.Series, day: date) -> pd.Series:
-    """Whole years on `day` (NaN where the birth date is unknown)."""
-    before = (births.dt.month * 100 + births.dt.day) > (day.month * 100 + day.day)
-    return day.year - births.dt.year - before.astype("float64")
-
-
 def _town_order(hu: pd.DataFrame) -> list[str]:
     """Towns in the order of the county's division codes, then any others by name."""
-    divisions = pd.read_csv(
-        Path(expectations.__file__).parent / "reference" / "divisions.csv", dtype=str
-    )
-    known = list(dict.fromkeys(divisions.sort_values("village_code")["town"]))
-    present = set(hu["town"].dropna())
-    return [t for t in known if t in present] + sorted(present - set(known))
+    return town_order(hu["town"].dropna())
 
 
 def _roster_baseline(conn: Connection, start: date, end: date) -> date | None:
@@ -840,6 +1027,150 @@ def intake_figures(
     )
 
 
+def change_table(items: Sequence[tuple[str, Any, Any]]) -> pd.DataFrame:
+    """(label, this period, previous period or None when unknown) as a table with the change."""
+    current = pd.Series([float(c) for _, c, _ in items], dtype="float64")
+    previous = pd.Series([np.nan if p is None else float(p) for *_, p in items], dtype="float64")
+    return pd.DataFrame(
+        {
+            "item": [name for name, *_ in items],
+            "current": current,
+            "previous": previous,
+            "change": current - previous,
+        }
+    )
+
+
+def with_landing_issues(
+    table: pd.DataFrame, issues: pd.DataFrame, start: date, end: date
+) -> pd.DataFrame:
+    """The intake table with `landing_issues`: files in a department's landing folder over
+    [start, end] that were not taken in (a name that does not parse, another department's
+    dataset, two files for one dataset and date…; warehouse.tables_ops.landing_issues_frame).
+    Files outside every department's folder are the bureau's (XC) to sort out."""
+    days = pd.to_datetime(issues["exchange_date"])
+    within = issues.loc[days.between(pd.Timestamp(start), pd.Timestamp(end))]
+    per_dept = within["dept"].fillna("XC").value_counts()
+    counts = table["dept"].map(per_dept).fillna(0).astype("int64")
+    at = list(table.columns).index("missing") + 1
+    table = pd.concat(
+        [table.iloc[:, :at], counts.rename("landing_issues"), table.iloc[:, at:]], axis=1
+    )
+    # A file left untaken is something to look at: a green light turns yellow.
+    untaken = (counts > 0) & (table["light"] == "绿")
+    return table.assign(light=table["light"].where(~untaken, "黄"))
+
+
+def explain_lights(table: pd.DataFrame) -> pd.DataFrame:
+    """The intake table with `light_reason`: why each department has its light, in words
+    (every condition of intake_figures' light that holds, worst first)."""
+
+    def why(r: Any) -> str:
+        if r.light == "—":
+            return "本期无应报的交付"
+        parts = []
+        if r.missing:
+            parts.append(f"缺报 {r.missing} 批")
+        if r.failed_open:
+            parts.append(f"退回后未重报 {r.failed_open} 批")
+        late = r.due - r.on_time - r.missing - r.failed_open
+        if r.due >= LIGHT_RATE_MIN_DUE and r.on_time_rate < LIGHT_RED_BELOW:
+            parts.append(f"按时率 {r.on_time_rate:.1%}，低于 {LIGHT_RED_BELOW:.0%}")
+        if late > 0:
+            parts.append(f"迟报 {late} 批")
+        if r.failed > r.failed_open:
+            parts.append(f"曾退回 {r.failed - r.failed_open} 批（已重报）")
+        if getattr(r, "landing_issues", 0):
+            parts.append(f"交换区另有 {r.landing_issues} 个文件未接收（见交换台账）")
+        if r.quarantine_rate > LIGHT_YELLOW_QUARANTINE:
+            parts.append(f"问题数据占 {r.quarantine_rate:.1%}，超过 {LIGHT_YELLOW_QUARANTINE:.0%}")
+        return "；".join(parts) if parts else "全部按时报送，问题数据不超过 5%"
+
+    return table.assign(light_reason=[why(r) for r in table.itertuples()])
+
+
+def _rejects(conn: Connection, start: date, end: date) -> pd.DataFrame:
+    """Quarantined rows of the deliveries of [start, end]: dept, dataset, column, rule."""
+    r, d = rejects.c, deliveries.c
+    return pd.read_sql(
+        select(d.dept, r.dataset, r.column, r.rule, func.count().label("rows"))
+        .select_from(rejects.join(deliveries, r.delivery_id == d.delivery_id))
+        .where(r.exchange_date >= start, r.exchange_date <= end)
+        .group_by(d.dept, r.dataset, r.column, r.rule),
+        conn,
+    )
+
+
+def top_reject_reasons(counts: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Each department's `top` most frequent (dataset, column, rule) among its quarantined rows,
+    in Chinese: the column's header from the contract, the rule's text (tasks.labels)."""
+    departments = load_common().departments
+    cols = ["dept_name", "dataset", "column_label", "rule_text", "rows"]
+    if counts.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "rows" else object) for c in cols})
+    order = {d: i for i, d in enumerate(departments)}
+    ranked = counts.assign(
+        rows=counts["rows"].astype("int64"),
+        order=counts["dept"].map(order).fillna(len(order)),
+    ).sort_values(["order", "rows", "dataset", "column", "rule"], ascending=[1, 0, 1, 1, 1])
+    ranked = ranked.groupby("dept", sort=False).head(top)
+    return pd.DataFrame(
+        {
+            "dept_name": [departments.get(d, d) for d in ranked["dept"]],
+            "dataset": ranked["dataset"].to_numpy(),
+            "column_label": [
+                column_label(ds, c) if c else "（整个文件）"
+                for ds, c in zip(ranked["dataset"], ranked["column"], strict=True)
+            ],
+            "rule_text": [label("rule", str(x)) for x in ranked["rule"]],
+            "rows": ranked["rows"].to_numpy(),
+        }
+    )[cols].reset_index(drop=True)
+
+
+def pending_figures(
+    state: pd.DataFrame, end: date, towns: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Alerts awaiting verification (待核实: open on `end`) by town, and by each department they
+    were pushed to: how many, how many older than OVERDUE_DAYS, the oldest and its wait.
+
+    By department an alert pushed to several departments counts under each; the 合计 row
+    counts each alert once."""
+    p = state.loc[state["status_end"] == "open"]
+    age = (pd.Timestamp(end) - p["first_raised"]).dt.days
+    p = p.assign(age=age, over=age > OVERDUE_DAYS)
+
+    def summary(frame: pd.DataFrame) -> dict[str, Any]:
+        return {
+            "pending": len(frame),
+            "pending_overdue": int(frame["over"].sum()),
+            "oldest": frame["first_raised"].min() if len(frame) else pd.NaT,
+            "oldest_days": frame["age"].max() if len(frame) else np.nan,
+        }
+
+    def table(key: str, index: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
+        rows = [{key: k, **summary(frame.loc[frame[key] == k])} for k in index]
+        rows.append({key: TOTAL, **summary(frame.drop_duplicates("alert_id"))})
+        out = pd.DataFrame(rows)
+        return out.astype(
+            {"pending": "int64", "pending_overdue": "int64", "oldest_days": "float64"}
+        ).assign(oldest=pd.to_datetime(out["oldest"]))
+
+    town_list = list(towns) + sorted(set(p["town"]) - set(towns))
+    by_town = table("town", town_list, p)
+    departments = load_common().departments
+    pushed = p.assign(dept=p["pushed_to"].str.split(",")).explode("dept")
+    pushed = pushed.loc[pushed["dept"].fillna("") != ""]
+    depts = [d for d in departments if d in set(pushed["dept"])]
+    depts += sorted(set(pushed["dept"]) - set(depts))
+    by_dept = table("dept", depts, pushed.assign(alert_id=pushed["alert_id"]))
+    total = by_dept.index[-1]
+    by_dept.loc[total] = pd.Series({"dept": TOTAL, **summary(p)})
+    by_dept = by_dept.astype({"pending": "int64", "pending_overdue": "int64"})
+    by_dept.insert(1, "dept_name", [departments.get(d, "") for d in by_dept["dept"]])
+    return by_town, by_dept
+
+
 # --- alerts ---------------------------------------------------------------------------------------
 
 
@@ -864,6 +1195,7 @@ def alert_state(conn: Connection, end: date) -> pd.DataFrame:
             "first_raised": pd.to_datetime(frame["first_raised"]),
             "status_end": status,
             "closed_on": closed_on,
+            "pushed_to": frame["pushed_to"].astype(object).fillna("").astype(str),
         }
     )
 
@@ -872,6 +1204,7 @@ def alert_figures(
     state: pd.DataFrame,
     period: Period,
     towns: Sequence[str],
+    before: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Alerts by rule and by town (period and year-to-date flows, stock on period.end), and the
     open alerts older than OVERDUE_DAYS on period.end.
@@ -879,8 +1212,15 @@ def alert_figures(
     Flows are read from the status on period.end: new = first raised in the span; resolved /
     confirmed / dismissed / data_error = has that status on period.end and closed in the span
     (an alert closed and re-opened within the span counts as open only).
+    before: alert_state on the day before the period (None: nothing was open). opening = open
+    then; reopened = first raised before the period, not open then, and open on period.end or
+    closed in the span; so 期末未结 = opening + new + reopened − the four closed flows.
     """
     end = pd.Timestamp(period.end)
+    open_before = (
+        set() if before is None else set(before.loc[before["status_end"] == "open", "alert_id"])
+    )
+    was_open = state["alert_id"].isin(open_before)
 
     def flows(lo: date, prefix: str) -> pd.DataFrame:
         span = (pd.Timestamp(lo), end)
@@ -897,11 +1237,21 @@ def alert_figures(
 
     age = (end - state["first_raised"]).dt.days
     is_open = state["status_end"] == "open"
+    period_flows = flows(period.start, "")
+    closed_in_span = period_flows[["resolved", "confirmed", "dismissed", "data_error"]].any(axis=1)
+    reopened = (
+        (state["first_raised"] < pd.Timestamp(period.start))
+        & ~was_open
+        & (is_open | closed_in_span)
+    )
     marks = pd.concat(
         [
-            flows(period.start, ""),
+            pd.DataFrame({"opening": was_open}),
+            period_flows.iloc[:, :1],
+            pd.DataFrame({"reopened": reopened}),
+            period_flows.iloc[:, 1:],
             pd.DataFrame({"open": is_open, "overdue": is_open & (age > OVERDUE_DAYS)}),
-            flows(period.year_start, "ytd_"),
+            flows(period.ytd_start, "ytd_"),
         ],
         axis=1,
     ).astype("int64")
@@ -918,7 +1268,10 @@ def alert_figures(
     by_town = marks.groupby(state["town"]).sum().reindex(town_list, fill_value=0)
     by_town = _with_total(by_town.rename_axis("town").reset_index(), "town", cols)
 
-    overdue = state.loc[marks["overdue"] == 1].assign(days_open=age)
+    # Ages of the selected rows only: assigning the whole `age` Series to an empty selection
+    # gives the frame age's index (pandas), i.e. one empty row per alert — the 175 rows of "—".
+    selected = marks["overdue"] == 1
+    overdue = state.loc[selected].assign(days_open=age.loc[selected].to_numpy())
     overdue = overdue.sort_values(["first_raised", "alert_id"])[
         ["alert_id", "rule_id", "town", "village", "first_raised", "days_open"]
     ]
@@ -970,11 +1323,11 @@ def alert_trend(conn: Connection, period: Period) -> pd.DataFrame:
 
 
 def _identified(hu: pd.DataFrame) -> pd.Series:
-    return hu["monitoring_category"].notna() & (hu["monitoring_category"].astype("string") != "")
+    return dd.identified(hu["monitoring_category"])
 
 
 def _eliminated(hu: pd.DataFrame) -> pd.Series:
-    return _identified(hu) & hu["risk_eliminated"].fillna(False).astype(bool)
+    return dd.eliminated(hu["monitoring_category"], hu["risk_eliminated"])
 
 
 def monitoring_figures(
@@ -993,7 +1346,7 @@ def monitoring_figures(
     now, not then); year-to-date flows use identified_month / eliminated_month.
     """
     members = ren.loc[ren["active"]].groupby("household_id").size()
-    ym_lo, ym_hi = f"{period.year_start:%Y-%m}", f"{period.end:%Y-%m}"
+    ym_lo, ym_hi = f"{period.ytd_start:%Y-%m}", f"{period.end:%Y-%m}"
     was_identified = set(baseline.loc[_identified(baseline), "household_id"])
     was_eliminated = set(baseline.loc[_eliminated(baseline), "household_id"])
     ident, elim = _identified(hu), _eliminated(hu)
@@ -1007,8 +1360,18 @@ def monitoring_figures(
             "eliminated": elim,
             "new": ident & ~hu["household_id"].isin(was_identified),
             "new_elim": elim & ~hu["household_id"].isin(was_eliminated),
-            "ytd_new": ident & hu["identified_month"].between(ym_lo, ym_hi),
-            "ytd_elim": elim & hu["eliminated_month"].between(ym_lo, ym_hi),
+            # The year to date contains the period: a household the period saw identified is
+            # identified this year even when its identified_month says otherwise.
+            "ytd_new": ident
+            & (
+                hu["identified_month"].between(ym_lo, ym_hi)
+                | ~hu["household_id"].isin(was_identified)
+            ),
+            "ytd_elim": elim
+            & (
+                hu["eliminated_month"].between(ym_lo, ym_hi)
+                | ~hu["household_id"].isin(was_eliminated)
+            ),
         }
     )
     flags = {
@@ -1138,14 +1501,10 @@ def assurance_figures(
         p.loc[p["out_of_school"]].groupby("town")["household_id"].nunique()
     )
 
-    latest = (
-        fangwu.sort_values(["head_person_key", "assessed_date"])
-        .drop_duplicates("head_person_key", keep="last")
-        .set_index("head_person_key")
-    )
+    latest = dd.latest_assessments(fangwu).set_index("head_person_key")
     grade = _pick(hu["head_person_key"], latest["grade"])
     reno = _pick(hu["head_person_key"], latest["renovation_status"])
-    cd = _among(grade, ["C", "D"])
+    cd = _among(grade, list(dd.UNSAFE_HOUSE_GRADES))
     water = _pick(
         hu["head_person_key"],
         yinshui.drop_duplicates("head_person_key").set_index("head_person_key")["water_safe"],
@@ -1156,7 +1515,7 @@ def assurance_figures(
         {
             "town": hu["town"],
             "cd_hh": cd,
-            "cd_done": cd & _among(reno, ["竣工", "验收"]),
+            "cd_done": cd & _among(reno, list(dd.RENOVATION_DONE)),
             "cd_building": cd & _among(reno, ["在建"]),
             "cd_not_started": cd & _among(reno, ["未开工"]),
             "water_unsafe_hh": unsafe,
@@ -1293,10 +1652,7 @@ def employment_figures(
 ) -> pd.DataFrame:
     """Labour members (active roster persons aged 16–60, 技能/普通劳动力) by their RS_JIUYE
     employment_status on the report date, by town; employed = every status but 未就业."""
-    lo, hi = LABOUR_AGES
-    lab = ren.loc[
-        ren["active"] & ren["age"].between(lo, hi) & ren["labour_skill"].isin(LABOUR_SKILLS)
-    ]
+    lab = ren.loc[dd.is_labour(ren["active"], ren["age"], ren["labour_skill"])]
     status = _pick(
         lab["person_key"],
         jiuye.drop_duplicates("person_key").set_index("person_key")["employment_status"],
@@ -1407,34 +1763,50 @@ def _svg(fig: Figure) -> str:
 
 
 def chart_alert_trend(trend: pd.DataFrame) -> str:
-    """Open alerts by rule, night by night."""
+    """Open alerts night by night, one small panel per rule that had any (small multiples: a
+    dozen lines in one chart cannot be read), each titled with its last night's count and its
+    change over the window; every panel has its own scale."""
+    rules = [c for c in trend.columns if c != "night" and trend[c].sum() > 0]
+    cols, panel_w, panel_h = 4, 1.85, 1.25
+    rows = max(1, -(-len(rules) // cols))
     with rc_context(_RC):
-        fig = Figure(figsize=(8.0, 3.4))
-        ax = _axes_box(fig, 0.6, 0.45, 1.9, 0.4)
-        rules = [c for c in trend.columns if c != "night" and trend[c].sum() > 0]
-        palette = colormaps["tab20"]  # 12 rules: distinct colours, dark shades first
+        fig = Figure(figsize=(8.0, rows * panel_h + 0.65))
+        fig.text(
+            0.01,
+            1 - 0.08 / fig.get_size_inches()[1],
+            "每日未结预警（按规则；各小图纵轴刻度不同）",
+            ha="left",
+            va="top",
+            fontsize=9.5,
+        )
+        if not rules:
+            fig.text(0.5, 0.4, "无未结预警", ha="center", va="center")
+        nights = trend["night"]
         for k, rule in enumerate(rules):
-            label = f"{rule} {RULES.get(rule, ('', ''))[0]}".strip()
-            ax.plot(
-                trend["night"],
-                trend[rule],
-                marker="o",
-                markersize=2.5,
-                linewidth=1.4,
-                label=label,
-                color=palette((2 * k) % 20 + (2 * k) // 20 % 2),
+            r, c = divmod(k, cols)
+            ax = fig.add_axes(
+                (
+                    (0.35 + c * (panel_w + 0.12)) / 8.0,
+                    1 - ((r + 1) * panel_h + 0.35) / fig.get_size_inches()[1],
+                    (panel_w - 0.3) / 8.0,
+                    (panel_h - 0.55) / fig.get_size_inches()[1],
+                )
             )
-        if rules:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "无未结预警", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title("每日未结预警（按规则）", loc="left")
-        ax.set_ylabel("条")
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", color="#e0e0e0", linewidth=0.6)
-        if len(trend):
-            ticks = trend["night"].iloc[:: max(1, len(trend) // 8)]
-            ax.set_xticks(list(ticks), [f"{t:%m-%d}" for t in ticks])
+            values = trend[rule]
+            ax.fill_between(nights, values, color="#bbdefb", linewidth=0)
+            ax.plot(nights, values, color="#1565c0", linewidth=1.2)
+            change = int(values.iloc[-1] - values.iloc[0])
+            title = f"{rule} {RULES.get(rule, ('', ''))[0]}".strip()
+            ax.set_title(
+                f"{title}：{int(values.iloc[-1])} 条（{change:+d}）", loc="left", fontsize=7.5
+            )
+            ax.set_ylim(0, max(1, int(values.max())) * 1.15)
+            ax.set_yticks([0, max(1, int(values.max()))])
+            ax.tick_params(labelsize=6.5, length=2)
+            ax.set_xticks(
+                [nights.iloc[0], nights.iloc[-1]],
+                [f"{nights.iloc[0]:%m-%d}", f"{nights.iloc[-1]:%m-%d}"],
+            )
         return _svg(fig)
 
 
@@ -1455,10 +1827,13 @@ def chart_elimination(by_town: pd.DataFrame) -> str:
         pp = rows["elim_rate_persons"].fillna(0).to_numpy() * 100
         ax.barh(y + 0.2, hh, height=0.38, color="#1565c0", label="户")
         ax.barh(y - 0.2, pp, height=0.38, color="#90caf9", label="人")
-        for yi, v in zip(y, hh, strict=True):
-            ax.text(v + 0.8, yi + 0.2, f"{v:.1f}%", va="center", fontsize=7)
+        bases = zip(y, hh, rows["eliminated_hh"], rows["identified_hh"], strict=True)
+        for yi, v, done, base in bases:
+            # the base count beside the rate: 50 % of 2 households is not 50 % of 200
+            ax.text(v + 0.8, yi + 0.2, f"{v:.1f}%（{done}/{base} 户）", va="center", fontsize=7)
         ax.set_yticks(y, list(rows["town"]))
-        ax.set_xlim(0, 112)
+        ax.set_xlim(0, 125)
+        ax.set_xticks([0, 20, 40, 60, 80, 100])
         ax.set_xlabel("风险消除率（%）")
         ax.set_title("各乡镇风险消除率（已消除 / 监测对象）", loc="left")
         if len(rows):
@@ -1513,6 +1888,8 @@ def chart_intake(intake: pd.DataFrame, days: pd.DataFrame, period: Period) -> st
 def _fmt(value: Any, kind: Kind) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "—"
+    if kind == "delta":
+        return f"{int(value):+,}" if value else "0"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "money":
@@ -1576,7 +1953,8 @@ def render_html(figures: ReportFigures) -> str:
     ]
     return _ENV.get_template("report.html.j2").render(
         period=figures.period,
-        kind="周报" if figures.period.kind == "week" else "月报",
+        data_end=figures.data_end,
+        kind=figures.period.report_kind,
         headline=headline,
         sections=sections,
         notes=figures.notes,
@@ -1594,8 +1972,7 @@ def render_xlsx(figures: ReportFigures) -> bytes:
     stamp = datetime(figures.period.end.year, figures.period.end.month, figures.period.end.day)
     book.set_properties(
         {
-            "title": f"{figures.period.title}防返贫动态监测"
-            f"{'周报' if figures.period.kind == 'week' else '月报'}",
+            "title": f"{figures.period.title}防返贫动态监测{figures.period.report_kind}",
             "author": "datashare",
             "created": stamp,
         }
@@ -1612,10 +1989,12 @@ def render_xlsx(figures: ReportFigures) -> bytes:
                 "valign": "vcenter",
             }
         ),
-        "text": book.add_format({"border": 1}),
+        "text": book.add_format({"border": 1, "text_wrap": True, "valign": "top"}),
+        "wrap": book.add_format({"text_wrap": True, "valign": "top"}),
         "int": book.add_format({"border": 1, "num_format": "#,##0"}),
         "money": book.add_format({"border": 1, "num_format": "#,##0.00"}),
         "ratio": book.add_format({"border": 1, "num_format": "0.0%"}),
+        "delta": book.add_format({"border": 1, "num_format": "+#,##0;-#,##0;0"}),
         "date": book.add_format({"border": 1, "num_format": "yyyy-mm-dd"}),
         "note": book.add_format({"italic": True, "font_color": "#555555"}),
     }
@@ -1623,24 +2002,24 @@ def render_xlsx(figures: ReportFigures) -> bytes:
     sheet.write_string(
         0,
         0,
-        f"{figures.period.title} 防返贫动态监测"
-        f"{'周报' if figures.period.kind == 'week' else '月报'}",
+        f"{figures.period.title} 防返贫动态监测{figures.period.report_kind}",
         fmt["title"],
     )
-    sheet.write_string(1, 0, f"数据截至 {figures.period.end:%Y-%m-%d}", fmt["note"])
+    sheet.write_string(1, 0, f"数据截至 {figures.data_end:%Y-%m-%d}", fmt["note"])
     sheet.write_row(3, 0, ["指标", "数值"], fmt["head"])
-    for i, (key, (label, kind)) in enumerate(HEADLINE_LABELS.items(), start=4):
-        sheet.write_string(i, 0, label, fmt["text"])
+    for i, (key, (head, kind)) in enumerate(HEADLINE_LABELS.items(), start=4):
+        sheet.write_string(i, 0, head, fmt["text"])
         _write_cell(sheet, i, 1, figures.headline[key], kind, fmt)
     for j, note in enumerate(figures.notes, start=5 + len(HEADLINE_LABELS)):
         sheet.write_string(j, 0, note, fmt["note"])
     sheet.set_column(0, 0, 34)
     sheet.set_column(1, 1, 14)
+    _page_setup(sheet, header_row=3, first_col=0)
 
     for title, tables in figures.sections():
         sheet = book.add_worksheet(title)
         sheet.write_string(0, 0, title, fmt["title"])
-        row, widest = 2, 0
+        row, widths = 2, {0: 10.0}
         for sub, frame in tables:
             sheet.write_string(row, 0, sub, fmt["sub"])
             row += 1
@@ -1651,17 +2030,40 @@ def render_xlsx(figures: ReportFigures) -> bytes:
             for record in frame.itertuples(index=False):
                 for col, (value, (_, kind)) in enumerate(zip(record, heads, strict=True)):
                     _write_cell(sheet, row, col, value, kind, fmt)
+                    shown = _fmt(value, kind)
+                    widths[col] = max(widths.get(col, 8.0), _display_width(shown) + 1.5)
                 row += 1
+            for col, (head, _) in enumerate(heads):
+                # headers wrap (two lines of 30 pt): half their width is enough
+                widths[col] = max(widths.get(col, 8.0), _display_width(head) / 2 + 1.5)
             if frame.empty:
                 sheet.write_string(row, 0, "（无）", fmt["note"])
                 row += 1
             row += 1
-            widest = max(widest, len(frame.columns))
-        sheet.set_column(0, 0, 16)
-        sheet.set_column(1, max(1, widest - 1), 12)
-        sheet.freeze_panes(0, 1)
+        # Wide enough for what is shown, but a long reason wraps instead of widening the
+        # page (fit to width would shrink every column to unreadable).
+        for col, width in widths.items():
+            sheet.set_column(col, col, min(width, 36.0), fmt["wrap"] if width > 36 else None)
+        _page_setup(sheet, header_row=3, first_col=1)
     book.close()
     return buf.getvalue()
+
+
+def _display_width(text: str) -> float:
+    """Width in Excel character units: a CJK (full-width) character counts two."""
+    return float(sum(2 if ord(ch) > 0x2E7F else 1 for ch in text))
+
+
+def _page_setup(sheet: Any, header_row: int, first_col: int) -> None:
+    """A4 landscape, one page wide, the title and first table's header repeated on every
+    printed page, and frozen below that header (and right of the town/department column)."""
+    sheet.set_paper(9)  # A4
+    sheet.set_landscape()
+    sheet.fit_to_pages(1, 0)
+    sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
+    sheet.repeat_rows(0, header_row)
+    sheet.freeze_panes(header_row + 1, first_col)
+    sheet.set_footer("&C第 &P 页，共 &N 页")
 
 
 def _write_cell(
@@ -1672,7 +2074,7 @@ def _write_cell(
         sheet.write_blank(row, col, None, fmt[kind if kind != "text" else "text"])
     elif kind == "date":
         sheet.write_datetime(row, col, pd.Timestamp(value).to_pydatetime(), fmt["date"])
-    elif kind in ("int", "money", "ratio"):
+    elif kind in ("int", "delta", "money", "ratio"):
         sheet.write_number(row, col, float(value), fmt[kind])
     else:
         sheet.write_string(row, col, str(value), fmt["text"])

@@ -31,6 +31,7 @@ from tasks.reports import (
     closing_periods,
     intake_figures,
     report_figures,
+    top_reject_reasons,
 )
 from warehouse import ledger
 from warehouse.db import connect, upgrade
@@ -103,7 +104,10 @@ def test_bad_months_are_refused(bad: str) -> None:
     ("day", "labels"),
     [
         (date(2025, 3, 16), ["2025-W11"]),  # a Sunday
-        (date(2025, 3, 31), ["2025-03"]),  # last day of the month, a Monday
+        (date(2025, 3, 31), ["2025-03", "2025-Q1"]),  # end of a month and a quarter, a Monday
+        (date(2025, 6, 30), ["2025-06", "2025-Q2", "2025-H1"]),  # 半年小结
+        (date(2025, 12, 31), ["2025-12", "2025-Q4", "2025"]),  # 年度总结 (it stands for H2)
+        (date(2025, 4, 30), ["2025-04"]),
         (date(2025, 8, 31), ["2025-W35", "2025-08"]),  # both
         (date(2025, 3, 12), []),
         (date(2024, 12, 29), ["2024-W52"]),
@@ -115,6 +119,67 @@ def test_closing_periods(day: date, labels: list[str]) -> None:
     closing = closing_periods(day)
     assert [p.label for p in closing] == labels
     assert all(p.end == day for p in closing)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "start", "end", "name", "title"),
+    [
+        (
+            "quarter",
+            "2025-Q1",
+            date(2025, 1, 1),
+            date(2025, 3, 31),
+            "季调度_2025-Q1",
+            "2025年第1季度",
+        ),
+        (
+            "quarter",
+            "2024-Q4",
+            date(2024, 10, 1),
+            date(2024, 12, 31),
+            "季调度_2024-Q4",
+            "2024年第4季度",
+        ),
+        (
+            "half",
+            "2025-H1",
+            date(2025, 1, 1),
+            date(2025, 6, 30),
+            "半年小结_2025-H1",
+            "2025年上半年",
+        ),
+        (
+            "half",
+            "2024-H2",
+            date(2024, 7, 1),
+            date(2024, 12, 31),
+            "半年小结_2024-H2",
+            "2024年下半年",
+        ),
+        ("year", "2024", date(2024, 1, 1), date(2024, 12, 31), "年度总结_2024", "2024年"),
+    ],
+)
+def test_quarters_halves_and_years(
+    kind: str, text: str, start: date, end: date, name: str, title: str
+) -> None:
+    p = Period.parse(kind, text)  # type: ignore[arg-type]
+    assert (p.kind, p.start, p.end, p.label, p.name, p.title) == (
+        kind,
+        start,
+        end,
+        text,
+        name,
+        title,
+    )
+    assert p.previous().end == start - timedelta(days=1) and p.previous().kind == kind
+    assert Period.of(kind, end) == p  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["2025-Q5", "2025-Q0", "2025-H3", "25", "2025-q1"])
+def test_bad_quarters_halves_and_years_are_refused(bad: str) -> None:
+    for kind in ("quarter", "half", "year"):
+        with pytest.raises(ValueError):
+            Period.parse(kind, bad)  # type: ignore[arg-type]
 
 
 def test_titles_are_chinese() -> None:
@@ -687,7 +752,10 @@ def test_alert_figures_by_rule_and_town(warehouse: tuple[Engine, pd.DataFrame]) 
 
     m = month.alerts_by_rule.set_index("rule_id").loc[TOTAL]
     assert m[["new", "open", "resolved", "confirmed", "dismissed"]].tolist() == [9, 6, 1, 1, 1]
-    assert month.alerts_overdue["alert_id"].tolist() == ["A1", "A8", "A7", "A9"]
+    # Built after the run of 03-23 (the last night): ages run to 03-23, not to 03-31 (which
+    # listed A8, A7 and A9 as overdue for nights that had not run: issue 14).
+    assert month.data_end == date(2025, 3, 23)
+    assert month.alerts_overdue["alert_id"].tolist() == ["A1"]
 
     e = w11.alerts_by_rule.set_index("rule_id").loc[TOTAL]
     assert e[["new", "open", "dismissed", "confirmed", "overdue"]].tolist() == [5, 5, 2, 0, 0]
@@ -761,6 +829,7 @@ def test_reports_are_self_contained_typed_and_personal_data_free(
     book = openpyxl.load_workbook(files.xlsx)
     assert book.sheetnames == [
         "概览",
+        "待办事项",  # issue 14: what to do first
         "交换接收",
         "风险预警",
         "监测对象",
@@ -819,3 +888,271 @@ def test_an_empty_warehouse_still_reports(warehouse_url: str, tmp_path: Path) ->
         openpyxl.load_workbook(files.xlsx)
     finally:
         engine.dispose()
+
+
+# --- issue 14: figures that agree with each other ---------------------------------------------
+
+FLOW_PAIRS = {
+    "alerts_by_rule": [
+        ("new", "ytd_new"),
+        ("resolved", "ytd_resolved"),
+        ("confirmed", "ytd_confirmed"),
+        ("dismissed", "ytd_dismissed"),
+        ("data_error", "ytd_data_error"),
+    ],
+    "monitoring_by_town": [
+        ("new_hh", "ytd_new_hh"),
+        ("new_persons", "ytd_new_persons"),
+        ("new_elim_hh", "ytd_elim_hh"),
+        ("new_elim_persons", "ytd_elim_persons"),
+    ],
+}
+CLOSED_FLOWS = ["resolved", "confirmed", "dismissed", "data_error"]
+
+
+@pytest.mark.parametrize("label", ["2025-W11", "2025-W12", "2025-03"])
+def test_the_year_to_date_contains_the_period(
+    warehouse: tuple[Engine, pd.DataFrame], label: str
+) -> None:
+    engine, _ = warehouse
+    period = Period.parse_month(label) if "W" not in label else Period.parse_week(label)
+    with engine.connect() as conn:
+        fig = report_figures(conn, period)
+    for name, pairs in FLOW_PAIRS.items():
+        frame = getattr(fig, name)
+        for flow, ytd in pairs:
+            smaller = frame.loc[frame[flow] > frame[ytd]]
+            assert smaller.empty, (name, flow, smaller.iloc[:, 0].tolist())
+    assert fig.alerts_by_town[["new", "ytd_new"]].diff(axis=1)["ytd_new"].min() >= 0
+    for frame, ytd in ((fig.intake, fig.intake_ytd),):
+        merged = frame.merge(ytd, on="dept", suffixes=("", "_ytd"))
+        for col in ("deliveries", "due", "missing", "failed", "on_time"):
+            assert (merged[col] <= merged[f"{col}_ytd"]).all(), col
+    week, ytd = fig.medical_by_town.iloc[-1], fig.medical_ytd_by_town.iloc[-1]
+    assert week["settlements"] <= ytd["settlements"]
+    assert week["total_cost"] <= ytd["total_cost"] + 0.005
+
+
+def test_the_tampered_household_is_new_in_the_period_and_in_the_year(
+    warehouse: tuple[Engine, pd.DataFrame], county: County
+) -> None:
+    """The county's new household was identified inside W12 (history) and its identified_month
+    says 2025-03; a household whose roster month says another year but which the period saw
+    identified still counts in the year to date (issue 14: 本期 1, 年度 0)."""
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        fig = report_figures(conn, W12)
+    hu = county.last("XC_HU", W12.end).set_index("household_id")
+    town = hu.loc[county.new_household, "town"]
+    row = fig.monitoring_by_town.set_index("town").loc[town]
+    assert row["new_hh"] >= 1 and row["ytd_new_hh"] >= row["new_hh"]
+
+
+def test_alert_stock_is_the_previous_stock_plus_in_minus_out(
+    warehouse: tuple[Engine, pd.DataFrame],
+) -> None:
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        w11 = report_figures(conn, Period.parse_week("2025-W11"))
+        w12 = report_figures(conn, W12)
+    for name, key in (("alerts_by_rule", "rule_id"), ("alerts_by_town", "town")):
+        prev = getattr(w11, name).set_index(key)
+        cur = getattr(w12, name).set_index(key)
+        # the stock at the end of W11 is W12's opening stock
+        assert (cur["opening"] == prev["open"].reindex(cur.index, fill_value=0)).all()
+        balance = cur["opening"] + cur["new"] + cur["reopened"] - cur[CLOSED_FLOWS].sum(axis=1)
+        assert (balance == cur["open"]).all(), name
+    r = w12.alerts_by_rule.set_index("rule_id")
+    # A9 (CL-01) was dismissed in W11 and held again from 03-20: re-opened in W12, not new.
+    assert r.loc["CL-01", ["opening", "new", "reopened", "open"]].tolist() == [0, 0, 1, 1]
+    assert r.loc[TOTAL, ["opening", "new", "reopened", "open"]].tolist() == [5, 2, 1, 6]
+
+
+def test_a_healthy_week_has_an_empty_overdue_list(
+    warehouse: tuple[Engine, pd.DataFrame], tmp_path: Path
+) -> None:
+    """W11: no alert older than 15 days on 03-16 — the list is empty, not a row per alert."""
+    engine, _ = warehouse
+    w11 = Period.parse_week("2025-W11")
+    with engine.connect() as conn:
+        files = build_report(conn, w11, tmp_path)
+    fig = files.figures
+    assert fig.headline["alerts_overdue"] == 0
+    assert len(fig.alerts_overdue) == 0
+    assert list(fig.alerts_overdue.columns)[-1] == "days_open"
+    html = files.html.read_text("utf-8")
+    section = html[html.index("天未结的预警（乡村振兴局逐条督办）") :]
+    section = section[: section.index("</h3>", 10) + 200]
+    assert "（无）" in section and "<td" not in section
+    sheet = openpyxl.load_workbook(files.xlsx)["待办事项"]
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    at = next(i for i, r in enumerate(values) if str(r[0]).startswith("超过15天未结"))
+    assert values[at + 2][0] == "（无）"
+
+
+def test_a_mid_month_build_judges_only_the_nights_that_ran(
+    warehouse: tuple[Engine, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The month report built after the night of 03-23: dated 03-23, no 缺报 for 03-24..31,
+    alerts aged to 03-23, and the page says so."""
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        files = build_report(conn, MARCH, tmp_path)
+    fig = files.figures
+    assert fig.data_end == date(2025, 3, 23)
+    assert fig.missing_deliveries["exchange_date"].max() <= pd.Timestamp("2025-03-23")
+    assert fig.intake_days["exchange_date"].max() <= pd.Timestamp("2025-03-23")
+    intake = fig.intake.set_index("dept")
+    # XC delivered XC_HU and XC_REN every night, on time: green, 28 due (03-10 .. 03-23)
+    assert intake.loc["XC", ["due", "on_time", "missing", "light"]].tolist() == [28, 28, 0, "绿"]
+    assert (fig.alerts_overdue["days_open"] <= (date(2025, 3, 23) - date(2025, 3, 5)).days).all()
+    html = files.html.read_text("utf-8")
+    assert "数据截至 2025-03-23" in html and "数据截至 2025-03-31" not in html
+    assert any("本期尚未结束" in n for n in fig.notes)
+    overview = openpyxl.load_workbook(files.xlsx)["概览"]
+    assert overview["A2"].value == "数据截至 2025-03-23"
+
+
+def test_the_first_alert_run_is_a_baseline_note(warehouse: tuple[Engine, pd.DataFrame]) -> None:
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        first = report_figures(conn, Period.parse_week("2025-W10"))  # the first run: 03-05
+        later = report_figures(conn, W12)
+    assert any("首次运行" in n and "2025-03-05" in n for n in first.notes)
+    assert not any("首次运行" in n for n in later.notes)
+
+
+def test_reports_print_on_a4_landscape(
+    warehouse: tuple[Engine, pd.DataFrame], tmp_path: Path
+) -> None:
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        files = build_report(conn, W12, tmp_path)
+    assert "@page { size: A4 landscape" in files.html.read_text("utf-8")
+    book = openpyxl.load_workbook(files.xlsx)
+    for ws in book.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.page_setup.paperSize == 9, ws.title  # A4
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        # fitToWidth 1 is the OOXML default (xlsxwriter omits it, openpyxl reads None)
+        assert (ws.page_setup.fitToWidth or 1, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert ws.print_title_rows == "$1:$4", ws.title
+        assert ws.freeze_panes == ("A5" if ws.title == "概览" else "B5"), ws.title
+
+
+def test_alerts_awaiting_verification_by_town_and_department(
+    warehouse: tuple[Engine, pd.DataFrame],
+) -> None:
+    engine, rows = warehouse
+    with engine.connect() as conn:
+        fig = report_figures(conn, W12)
+    # independently: the alerts whose status after the run of 03-23 is open
+    waiting = rows.loc[rows["status"] == "open"].assign(
+        town=lambda f: f["town"].fillna("（未落户）"),
+        first=lambda f: pd.to_datetime(f["first_raised"]),
+    )
+    waiting = waiting.assign(days=(pd.Timestamp(W12.end) - waiting["first"]).dt.days)
+    town = fig.pending_by_town.set_index("town")
+    for name, group in waiting.groupby("town"):
+        assert town.loc[name, "pending"] == len(group)
+        assert town.loc[name, "oldest"] == group["first"].min()
+        assert town.loc[name, "oldest_days"] == group["days"].max()
+        assert town.loc[name, "pending_overdue"] == (group["days"] > 15).sum()
+    assert town.loc[TOTAL, ["pending", "pending_overdue"]].tolist() == [len(waiting), 1]
+    assert town.drop(index=TOTAL)["pending"].sum() == len(waiting)
+    dept = fig.pending_by_dept.set_index("dept")
+    assert dept.loc["XC", ["dept_name", "pending"]].tolist() == ["乡村振兴局", len(waiting)]
+    assert dept.loc[TOTAL, "oldest"] == pd.Timestamp("2025-03-05")  # A1
+    assert fig.headline["alerts_open"] == len(waiting)
+
+
+def test_every_light_is_explained_in_words(warehouse: tuple[Engine, pd.DataFrame]) -> None:
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        fig = report_figures(conn, W12)
+    why = fig.intake.set_index("dept")["light_reason"]
+    assert "缺报 1 批" in why["CL"]
+    assert "退回后未重报 1 批" in why["WJ"]
+    assert "迟报 1 批" in why["MZ"]
+    assert why["XC"] == "全部按时报送，问题数据不超过 5%"
+    lit = fig.intake.loc[fig.intake["light"].isin(["红", "黄"])]
+    assert len(fig.light_reasons) == len(lit) > 0
+    named = zip(fig.light_reasons, lit["dept_name"], strict=True)
+    assert all(r.startswith(f"{n}：") for r, n in named)
+
+
+def test_top_reject_reasons_per_department_in_chinese() -> None:
+    counts = pd.DataFrame(
+        [
+            ("MZ", "MZ_DIBAO", "id_number", "id_checksum", 7),
+            ("MZ", "MZ_DIBAO", "amount", "min", 2),
+            ("MZ", "MZ_DIBAO", "name", "required", 5),
+            ("MZ", "MZ_DIBAO", "id_number", "key_conflict", 1),
+            ("XC", "XC_HU", "town", "enum", 3),
+        ],
+        columns=["dept", "dataset", "column", "rule", "rows"],
+    )
+    top = top_reject_reasons(counts)
+    assert top["dept_name"].tolist() == ["乡村振兴局", "民政局", "民政局", "民政局"]
+    assert top["rows"].tolist() == [3, 7, 5, 2]
+    assert top.loc[1, "column_label"] == get_contract("MZ_DIBAO").column("id_number").header
+    assert top.loc[3, "rule_text"] == "小于允许的最小值"
+    assert not top["rule_text"].str.fullmatch(r"[a-z_]+").any()
+    assert top_reject_reasons(counts.iloc[:0]).empty
+
+
+def test_week_over_week_changes(warehouse: tuple[Engine, pd.DataFrame], county: County) -> None:
+    engine, rows = warehouse
+    with engine.connect() as conn:
+        w11 = report_figures(conn, Period.parse_week("2025-W11"))
+        w12 = report_figures(conn, W12)
+    ch = w12.changes.set_index("item")
+    first = pd.to_datetime(rows["first_raised"])
+    raised_w11 = first.between(pd.Timestamp("2025-03-10"), pd.Timestamp("2025-03-16")).sum()
+    assert ch.loc["新增预警", ["current", "previous", "change"]].tolist() == [
+        2,
+        raised_w11,
+        2 - raised_w11,
+    ]
+    prev_total = w11.alerts_by_rule.iloc[-1]
+    assert ch.loc["期末未结预警（待核实）", ["current", "previous"]].tolist() == [
+        6,
+        prev_total["open"],
+    ]
+    assert ch.loc["超15天未结预警", ["current", "previous"]].tolist() == [1, prev_total["overdue"]]
+    assert ch.loc["缺报批次", "previous"] == w11.intake["missing"].sum()
+    # monitored households at the end of W11, from the delivered roster
+    before = county.last("XC_HU", date(2025, 3, 16))
+    monitored = before["monitoring_category"].notna() & before["risk_eliminated"].ne(True)
+    assert ch.loc["未消除风险监测户", "previous"] == monitored.sum()
+    # the county's first week has no earlier roster: unknown, not 0
+    assert np.isnan(w11.changes.set_index("item").loc["未消除风险监测户", "previous"])
+
+
+@pytest.mark.parametrize("period", [Period.parse_quarter("2025-Q1"), Period.parse_year("2025")])
+def test_quarter_and_year_reports_on_the_same_engine(
+    warehouse: tuple[Engine, pd.DataFrame], county: County, period: Period, tmp_path: Path
+) -> None:
+    """季调度 and 年度总结 built mid-period (after the night of 03-23), against the delivered
+    data and the alert rows computed here."""
+    engine, rows = warehouse
+    with engine.connect() as conn:
+        files = build_report(conn, period, tmp_path)
+    fig, end = files.figures, date(2025, 3, 23)
+    assert fig.data_end == end
+    assert files.html.name == f"{period.name}.html" and files.xlsx.exists()
+    assert f"{period.title} 防返贫动态监测{period.report_kind}" in files.html.read_text("utf-8")
+    total = fig.alerts_by_rule.set_index("rule_id").loc[TOTAL]
+    first = pd.to_datetime(rows["first_raised"])
+    assert total["new"] == (first >= pd.Timestamp(period.start)).sum() == len(rows)
+    assert total["open"] == (rows["status"] == "open").sum()
+    assert total["ytd_new"] == total["new"]  # the year to date is the period here
+    by_hand = _medical_by_hand(county, end, period.start, end)
+    med = fig.medical_by_town.set_index("town").loc[TOTAL]
+    assert med["settlements"] == by_hand["settlements"]
+    assert med["total_cost"] == pytest.approx(by_hand["total"], abs=0.005)
+    hu = county.last("XC_HU", end)
+    assert (
+        fig.monitoring_by_town.iloc[-1]["identified_hh"] == hu["monitoring_category"].notna().sum()
+    )
+    assert fig.intake.set_index("dept").loc["XC", "due"] == 28  # 03-10 .. 03-23, two datasets

@@ -1,7 +1,8 @@
-"""Reports over a county that has not delivered everything yet (issue 16): the weekly and monthly
-reports are built when each dataset they read is missing in turn, when only one dataset has been
-delivered, and when datasets were delivered but match no roster person — every figure typed and
-computed, and the report names the departments that have not delivered. SQLite and PostgreSQL.
+"""Reports over a county that has not delivered everything yet (issue 16): the weekly, monthly,
+quarterly and annual reports are built when each dataset they read is missing in turn, when only
+one dataset has been delivered, and when datasets were delivered but match no roster person —
+every figure typed and computed, and the report names the departments that have not delivered.
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ START = date(2025, 3, 10)  # Monday of 2025-W11
 NIGHTS = [START + timedelta(days=k) for k in range(7)]
 WEEK = Period.parse_week("2025-W11")
 MONTH = Period.parse_month("2025-03")
+QUARTER = Period.parse_quarter("2025-Q1")
+YEAR = Period.parse_year("2025")  # built mid-year: as of the last night that ran
+PERIODS = (WEEK, MONTH, QUARTER, YEAR)
 NOTE = "以下部门尚未报送"
 
 # Columns of assurance_by_town computed from each dataset (the rest must not change without it).
@@ -109,7 +113,7 @@ def _load(url: str, frames: Frames, keep: Callable[[str], bool]) -> Engine:
 def _reports(engine: Engine, out: Path) -> list[ReportFiles]:
     try:
         with engine.connect() as conn:
-            return [build_report(conn, p, out) for p in (WEEK, MONTH)]
+            return [build_report(conn, p, out) for p in PERIODS]
     finally:
         engine.dispose()
 
@@ -275,3 +279,73 @@ def test_datasets_matching_no_roster_person(
         households = len(_households_on(frames, f.period.end))
         for dataset in SIDE:
             _check_side_without(dataset, f, households)
+
+
+def test_files_left_untaken_in_the_landing_area_show_in_the_report(
+    frames: Frames, warehouse_url: str, tmp_path: Path
+) -> None:
+    """Issue 11: a file in a department's landing folder that was not taken in is counted for
+    that department in the report's intake table and explained beside its light."""
+    from warehouse.tables_ops import record_landing_issues
+
+    engine = _load(warehouse_url, frames, lambda _: True)
+    at = datetime(2025, 3, 12, 18, tzinfo=UTC)
+    issue = dict(kind="bad_name", reason="文件名无法识别", dated=True)
+    with engine.begin() as conn:
+        record_landing_issues(
+            conn,
+            [
+                {
+                    **issue,
+                    "exchange_date": NIGHTS[1],
+                    "location": "MZ/MZ_DIBAO(1).csv",
+                    "dept": "MZ",
+                    "dataset": None,
+                    "source_file": "MZ_DIBAO(1).csv",
+                },
+                {
+                    **issue,
+                    "exchange_date": NIGHTS[2],
+                    "location": "MZ/x.txt",
+                    "dept": "MZ",
+                    "dataset": None,
+                    "source_file": "x.txt",
+                },
+                {
+                    **issue,
+                    "exchange_date": NIGHTS[2],
+                    "location": "stray.csv",
+                    "dept": None,
+                    "dataset": None,
+                    "source_file": "stray.csv",
+                },
+                # before the week: in the month and the year, not in the week
+                {
+                    **issue,
+                    "exchange_date": date(2025, 3, 3),
+                    "location": "YB/y.csv",
+                    "dept": "YB",
+                    "dataset": None,
+                    "source_file": "y.csv",
+                },
+            ],
+            at,
+        )
+    week, month, *_ = _reports(engine, tmp_path)
+    w = week.figures.intake.set_index("dept")
+    assert (w.loc["MZ", "landing_issues"], w.loc["XC", "landing_issues"]) == (2, 1)
+    assert w.loc["YB", "landing_issues"] == 0
+    assert "交换区另有 2 个文件未接收" in w.loc["MZ", "light_reason"]
+    assert w.loc["MZ", "light"] != "绿"
+    m = month.figures.intake.set_index("dept")
+    assert m.loc["YB", "landing_issues"] == 1
+    assert int(w["landing_issues"].sum()) == 3
+    book = openpyxl.load_workbook(week.xlsx)
+    headers = [
+        c
+        for sheet in book.worksheets
+        for row in sheet.iter_rows(values_only=True)
+        for c in row
+        if c == "未接收文件"
+    ]
+    assert headers, "the column is labelled in Chinese in the workbook"
