@@ -1,8 +1,17 @@
-"""The one settings object. Built at the edge (CLI, flow entry) and passed down as plain values."""
+"""The one settings object. Built at the edge (CLI, flow entry) and passed down as plain values.
+
+An entry point that already holds Settings (the CLI, a test) runs a flow inside
+`use_settings(settings)`; the flow's entry reads `current_settings()`, which is those settings,
+or, for a run Prefect started (a deployment, `serve`, a worker), Settings read from the
+environment. Nothing below flows/ reads the environment: steps get plain values.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -13,6 +22,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from datashare.errors import ConfigurationError
 
 MIN_SECRET_BYTES = 32  # an HMAC key shorter than this can be guessed: refused in production
+# Defaults that code below the settings also needs (a step's keyword default, a benchmark):
+# written once, here.
+DEFAULT_PROVINCE = "61"  # whose rule parameters and thresholds apply (reference data)
+DEFAULT_GX_MAX_ROWS = 200_000  # above this the GX contract suite runs on a sample
 
 
 def settings_error(exc: ValidationError) -> str:
@@ -38,12 +51,19 @@ class Settings(BaseSettings):
     secret: SecretStr | None = None  # HMAC key for person_key
     environment: Literal["production", "demo", "test"] = "production"
     landing_sql_url: str | None = None  # department database for SQL-view deliveries
-    gx_max_rows: int = Field(default=200_000, ge=1000)  # contract suite runs on a sample above
+    gx_max_rows: int = Field(default=DEFAULT_GX_MAX_ROWS, ge=1000)  # GX samples above this
     landing_sql_views: dict[str, str] = {}  # dataset -> query with :exchange_date (JSON)
     max_workers: int = Field(default=4, ge=1)
     build_docs: bool = True  # GX Data Docs per delivery (off for big backfills)
-    province: str = "61"  # rule parameters and thresholds (reference data)
-    publish_keep_days: int = Field(default=30, ge=1)  # dated publications kept
+    province: str = DEFAULT_PROVINCE  # rule parameters and thresholds (reference data)
+    # Publication retention (issue 13, docs/publishing.md): after a switch, versions are kept
+    # for the last `publish_keep_days` exchange dates (each date's last publication), for the
+    # last `publish_keep_month_ends` month ends, for `publish_reader_grace_seconds` after they
+    # were replaced, and while a reader holds one; the current one always.
+    publish_keep_days: int = Field(default=30, ge=1)  # exchange dates (nights) kept
+    publish_keep_month_ends: int = Field(default=12, ge=0)
+    publish_reader_grace_seconds: float = Field(default=600, ge=0)
+    publish_workers: int = Field(default=2, ge=1)  # changed tables written at once
     # PostgreSQL publication: schema pub_<consumer>, role ds_<consumer> (roles are cluster-wide:
     # a second installation in the same cluster, or a test, uses other prefixes).
     pg_schema_prefix: str = Field(default="pub_", pattern=r"^[a-z][a-z0-9_]*$")
@@ -111,3 +131,23 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_hex(32))
             key_file.chmod(0o600)
         return key_file.read_text().strip().encode()
+
+
+_CURRENT: ContextVar[Settings | None] = ContextVar("datashare_settings", default=None)
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Within the block, flow entries in this context use `settings` (the CLI's way of passing
+    its options down: as an argument, never through os.environ)."""
+    token = _CURRENT.set(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_settings() -> Settings:
+    """The settings a flow's entry uses: those of `use_settings`, or else read from the
+    environment and .env (a run that Prefect started: a deployment, `serve`, a worker)."""
+    return _CURRENT.get() or Settings()

@@ -16,9 +16,10 @@ delivery fails that delivery (tasks.intake), and a report that cannot be built i
 the NightResult, an artifact and the notification (class only) while the publication stands;
 `datashare report --week/--month` rebuilds it.
 
-Settings are read here, at the flow's entry, from the environment (`DATASHARE_*`): flow
-parameters are only what a person chooses for a run (date, datasets, force), so no URL, password
-or secret ever lands in Prefect's database or UI. A task returns a small summary, never a frame.
+Settings are read here, at the flow's entry (`current_settings()`: the caller's, e.g. the CLI's,
+or else the environment's `DATASHARE_*`): flow parameters are only what a person chooses for a
+run (date, datasets, force), so no URL, password or secret ever lands in Prefect's database or
+UI. A task returns a small summary, never a frame.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.exc import OperationalError
 
-from datashare.settings import Settings
+from datashare.settings import Settings, current_settings, use_settings
 from expectations.contract import load_common, load_contracts
 from flows.preflight import checked
 from tasks.alerts import AlertSummary, evaluated_dates, raise_alerts, rebuild_alerts
@@ -50,12 +51,16 @@ from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
 from warehouse.lock import writer_lock
 from warehouse.mirror import mirror_tables, mirror_to_lake
-from warehouse.publish import Publication, SqlTarget, publish
+from warehouse.publish import Publication, Retention, SqlTarget, publish
 from warehouse.tables_ops import record_night
 
 
 class RunConfig(BaseModel):
-    """Plain values a run needs, built from Settings at the flow's entry (never a parameter)."""
+    """Plain values a run needs, built from Settings at the flow's entry (never a parameter).
+
+    Only `from_settings` makes one: no field has a default of its own (the defaults are
+    Settings'), except the run's own choices, `datasets` and `force`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,20 +70,23 @@ class RunConfig(BaseModel):
     publish_dir: str
     gx_root: str
     secret: SecretStr
-    gx_max_rows: int = 200_000
-    build_docs: bool = True
-    datasets: tuple[str, ...] = ()
-    force: tuple[str, ...] = ()
-    max_workers: int = 4
-    sql_url: SecretStr | None = None
-    sql_views: dict[str, str] = {}
-    notify_urls: tuple[SecretStr, ...] = ()  # Apprise URLs carry tokens
-    lock_wait_seconds: float = 0
-    province: str = "61"
-    publish_keep_days: int = 30
-    pg_schema_prefix: str = "pub_"
-    pg_role_prefix: str = "ds_"
-    read_limits: ReadLimits = ReadLimits()
+    gx_max_rows: int
+    build_docs: bool
+    max_workers: int
+    sql_url: SecretStr | None
+    sql_views: dict[str, str]
+    notify_urls: tuple[SecretStr, ...]  # Apprise URLs carry tokens
+    lock_wait_seconds: float
+    province: str
+    publish_keep_days: int
+    publish_keep_month_ends: int
+    publish_reader_grace_seconds: float
+    publish_workers: int
+    pg_schema_prefix: str
+    pg_role_prefix: str
+    read_limits: ReadLimits
+    datasets: tuple[str, ...] = ()  # the run's choice: only these datasets
+    force: tuple[str, ...] = ()  # the run's choice: accept these truncated-looking snapshots
 
     @classmethod
     def from_settings(
@@ -106,6 +114,9 @@ class RunConfig(BaseModel):
             lock_wait_seconds=settings.lock_wait_seconds,
             province=settings.province,
             publish_keep_days=settings.publish_keep_days,
+            publish_keep_month_ends=settings.publish_keep_month_ends,
+            publish_reader_grace_seconds=settings.publish_reader_grace_seconds,
+            publish_workers=settings.publish_workers,
             pg_schema_prefix=settings.pg_schema_prefix,
             pg_role_prefix=settings.pg_role_prefix,
             read_limits=ReadLimits(
@@ -297,7 +308,12 @@ def publish_task(config: RunConfig, as_of: date, actor: str) -> Publication:
             as_of=as_of,
             actor=actor,
             secret=config.secret.get_secret_value().encode(),
-            keep_days=config.publish_keep_days,
+            retention=Retention(
+                nights=config.publish_keep_days,
+                month_ends=config.publish_keep_month_ends,
+                grace_seconds=config.publish_reader_grace_seconds,
+            ),
+            workers=config.publish_workers,
             sql=config.sql_target(),
         )
     finally:
@@ -373,7 +389,7 @@ def nightly(
 ) -> NightResult:
     """Take in every department's deliveries for one exchange date, merge, alert and publish."""
     config = RunConfig.from_settings(
-        checked(Settings(), datasets, force), datasets=datasets, force=force
+        checked(current_settings(), datasets, force), datasets=datasets, force=force
     )
     return night(exchange_date, config)
 
@@ -515,9 +531,10 @@ def run_nightly(
     from flows.runners import task_runner
 
     connect(str(settings.warehouse_url)).dispose()  # unreachable: fail before Prefect starts
-    return nightly.with_options(task_runner=task_runner(settings))(
-        exchange_date=exchange_date, datasets=datasets, force=force
-    )
+    with use_settings(settings):  # the flow's entry reads these, not the environment
+        return nightly.with_options(task_runner=task_runner(settings))(
+            exchange_date=exchange_date, datasets=datasets, force=force
+        )
 
 
 def publish_all(settings: Settings, as_of: date) -> Publication:
@@ -532,7 +549,12 @@ def publish_all(settings: Settings, as_of: date) -> Publication:
                 as_of=as_of,
                 secret=settings.person_key_secret(),
                 actor="publish",
-                keep_days=settings.publish_keep_days,
+                retention=Retention(
+                    nights=settings.publish_keep_days,
+                    month_ends=settings.publish_keep_month_ends,
+                    grace_seconds=settings.publish_reader_grace_seconds,
+                ),
+                workers=settings.publish_workers,
                 sql=SqlTarget(
                     schema_prefix=settings.pg_schema_prefix, role_prefix=settings.pg_role_prefix
                 ),

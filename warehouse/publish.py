@@ -19,10 +19,14 @@ publication that a crash kept from being switched in (its status says so), never
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
@@ -32,11 +36,15 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
-from datashare.errors import ConfigurationError, DatashareError
+from datashare.errors import ConfigurationError, PublishError  # PublishError: old path
+from domain import definitions as dd
+from domain.alert_rules import risk_columns
+from domain.masking import mask_lookalikes, mask_series
 from expectations.contract import (
     CONTRACTS_DIR,
     NEVER_PUBLISHED,
@@ -44,10 +52,10 @@ from expectations.contract import (
     load_common,
     load_contracts,
 )
-from tasks.mask import mask_lookalikes, mask_series
-from tasks.rules import age_on
+from expectations.divisions import town_order
 from warehouse import published as files
 from warehouse.identity import person_key, person_keys
+from warehouse.published import Retention
 from warehouse.tables import deliveries, person_key_column, rejects
 from warehouse.tables_publish import audit_log, publications
 
@@ -64,10 +72,6 @@ MASKABLE = frozenset({"id", "name", "phone"})
 Form = Literal["plain", "masked", "key", "never"]
 SharedTables = Mapping[str, pd.DataFrame]
 """Canonical table name -> plain frame (the publishing.md columns; datasets: current_rows)."""
-
-
-class PublishError(DatashareError):
-    """A publication cannot be made from its input (names tables and columns, never values)."""
 
 
 # --- what is published: tables, columns, labels, types ------------------------------------------
@@ -120,17 +124,7 @@ def _c(
 
 
 # town_summary: open alerts per risk type (rules.md); the DQ rules are not risks and stay out.
-RISK_COLUMNS: dict[str, str] = {
-    "因病": "illness",
-    "因学": "education",
-    "因残": "disability",
-    "因安全住房": "housing",
-    "因安全饮水": "water",
-    "因务工就业不稳": "employment",
-    "因产业项目失败": "industry",
-    "收入": "income",
-    "兜底核查": "assistance",
-}
+RISK_COLUMNS: dict[str, str] = risk_columns()  # risk type -> slug (domain/alert_rules.py)
 SUPPRESSED = "<5"
 
 SHARED_TABLES: dict[str, TableDef] = {
@@ -735,7 +729,7 @@ def _ages(ids: pd.Series, as_of: date | None) -> pd.Series:
     """Whole years on `as_of` from the birth date inside each id (NA without a date)."""
     if as_of is None or not len(ids):
         return pd.Series(pd.NA, index=ids.index, dtype="Int64")
-    return age_on(ids.astype("string"), as_of).astype("Int64")
+    return dd.ages_on(ids.astype("string"), as_of)
 
 
 def apply_access(
@@ -786,8 +780,8 @@ def town_summary(
     its counts is suppressed. No county total: it would give away suppressed town figures.
     """
     hp = household_profile
-    monitored = hp["monitoring_category"].fillna("").str.strip() != ""
-    eliminated = monitored & hp["risk_eliminated"].fillna(False).astype(bool)
+    monitored = dd.identified(hp["monitoring_category"])
+    eliminated = dd.eliminated(hp["monitoring_category"], hp["risk_eliminated"])
     households = pd.DataFrame(
         {
             "household_id": hp["household_id"],
@@ -801,7 +795,7 @@ def town_summary(
     persons = pp.loc[living, ["household_id"]].merge(households, on="household_id", how="inner")
     open_alerts = alerts[alerts["status"] == "open"]
     rows = []
-    for town in sorted(hp["town"].dropna().unique()):
+    for town in town_order(hp["town"].dropna().unique()):  # division order (issue 14)
         h = households[households["town"] == town]
         p = persons[persons["town"] == town]
         counts = {
@@ -856,10 +850,12 @@ def audit_frame(conn: Connection) -> pd.DataFrame:
     return pd.read_sql(select(audit_log).order_by(audit_log.c.audit_id), conn)
 
 
-def collect_shared_tables(conn: Connection, as_of: date) -> dict[str, pd.DataFrame]:
+def collect_shared_tables(
+    conn: Connection, as_of: date, *, datasets: Iterable[str] | None = None
+) -> dict[str, pd.DataFrame]:
     """Every shared table as of a date, plain: profiles and alerts from their providers
     (tasks.profiles, tasks.alerts — imported here, lazily), the ledger, the current rows of
-    every dataset and the audit log."""
+    every dataset (or only of `datasets`) and the audit log."""
     from warehouse.history import current_rows
 
     try:
@@ -875,8 +871,10 @@ def collect_shared_tables(conn: Connection, as_of: date) -> dict[str, pd.DataFra
         "alerts": alert_provider.alerts_frame(conn, as_of),
         **ledger_tables(conn, as_of),
     }
+    wanted = None if datasets is None else set(datasets)
     for dataset in load_contracts():
-        tables[dataset] = current_rows(conn, dataset, as_of)
+        if wanted is None or dataset in wanted:
+            tables[dataset] = current_rows(conn, dataset, as_of)
     return tables
 
 
@@ -911,6 +909,10 @@ class Publication:
     rows: int
     catalog_sha256: str
     sql_schemas: tuple[str, ...] = ()
+    tables_written: int = 0  # (consumer, table) outputs written in this publication
+    tables_linked: int = 0  # unchanged since the previous publication: files hard-linked
+    bytes_written: int = 0  # bytes of the files written (linked ones not counted)
+    pruned: tuple[str, ...] = ()  # versions removed by the retention after the switch
 
 
 @dataclass
@@ -918,8 +920,16 @@ class _Output:
     consumer: str
     table: str
     columns: list[tuple[ColumnDef, Form]]
-    data: pa.Table
+    data: pa.Table | None  # None: unchanged since the current publication, files linked
     files: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
+    source: str | None = None  # digest of what the table is built from (None: not known)
+    created: date | None = None  # XLSX creation date: when the content last changed
+    reused: bool = False
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            self.rows = self.data.num_rows
 
     @property
     def personal(self) -> str:
@@ -969,7 +979,7 @@ def _catalog_entry(out: _Output, title: str) -> dict[str, Any]:
         "consumer": out.consumer,
         "table": out.table,
         "title": title,
-        "rows": out.data.num_rows,
+        "rows": out.rows,
         "personal": out.personal,
         "columns": [
             {"name": c.name, "label": c.label, "type": c.type, "form": form}
@@ -992,6 +1002,9 @@ def publish(
     sql: SqlTarget | None = None,
     xlsx_max_rows: int = XLSX_MAX_ROWS,
     on_consumer: Callable[[str], None] | None = None,
+    retention: Retention | None = None,
+    incremental: bool = True,
+    workers: int | None = None,
 ) -> Publication:
     """Publish the shared dataset to every consumer, atomically, with an audit trail.
 
@@ -999,12 +1012,25 @@ def publish(
     log is added from the warehouse. Files go to a version folder, then `current` is switched;
     on PostgreSQL the pub_<consumer> schemas are rebuilt in one transaction. `on_consumer` is
     called after each consumer's files are written (progress, tests).
+
+    Incremental (when the tables are read from the warehouse): a consumer's table whose inputs
+    (`dataset_sources`: the deliveries it is built from, the definition, the secret, the
+    exchange date where an age is computed) are those of the current publication is not read
+    nor written again: its files are hard-linked from the current version, its catalog entry
+    and audit rows repeat the same hash. `incremental=False` writes everything (same bytes).
+    Changed tables are written `workers` at a time. After the switch, versions the retention
+    (default: the last `keep_days` exchange dates and 12 month ends) does not keep are pruned.
     """
     matrix = access or default_access()
     target = sql or SqlTarget()
     publish_dir = Path(publish_dir)
+    retention = retention or Retention(nights=keep_days)
     with files.publish_lock(publish_dir):
         files.remove_incomplete(publish_dir)
+        previous = _previous_version(publish_dir) if incremental and tables is None else None
+        reuse: dict[tuple[str, str], dict[str, Any]] = {}
+        planned: dict[tuple[str, str], str | None] = {}
+        created: dict[tuple[str, str], date] = {}
         with engine.begin() as conn:
             # Left 'writing' by a run that died: switched in (only the bookkeeping failed)
             # or not.
@@ -1017,7 +1043,15 @@ def publish(
             )
             conn.execute(update(publications).where(writing).values(status="abandoned"))
             if tables is None:
-                tables = collect_shared_tables(conn, as_of)
+                sources, changed_on = _dataset_inputs(conn, as_of)
+                # A dataset never delivered has no date of its own: its (empty) files carry
+                # the exchange date, so they are written every night.
+                sources = {t: s for t, s in sources.items() if t in changed_on}
+                planned = _plan(matrix, as_of, secret, xlsx_max_rows, sources)
+                created = _created(matrix, changed_on)
+                if previous is not None:
+                    reuse = _reusable(previous, planned)
+                tables = collect_shared_tables(conn, as_of, datasets=_needed(matrix, reuse))
             if "audit_log" not in tables:
                 tables = {**tables, "audit_log": audit_frame(conn)}
         prepared = {name: prepare(name, frame, secret, matrix) for name, frame in tables.items()}
@@ -1047,6 +1081,11 @@ def publish(
                 matrix,
                 xlsx_max_rows,
                 on_consumer,
+                planned=planned,
+                created=created,
+                reuse=reuse,
+                previous=previous.root if previous is not None else None,
+                workers=workers or _default_workers(),
             )
             catalog = files.version_dir(publish_dir, publication_id) / files.CATALOG
             catalog_sha = files.seal(catalog)
@@ -1055,7 +1094,15 @@ def publish(
             with engine.begin() as conn:
                 _audit(conn, publication_id, actor, outputs, catalog_sha)
                 if conn.dialect.name == "postgresql" and target.enabled:
-                    schemas = _publish_sql(conn, outputs, target, publication_id, actor)
+                    schemas = _publish_sql(
+                        conn,
+                        outputs,
+                        target,
+                        publication_id,
+                        actor,
+                        previous=current,
+                        root=files.version_dir(publish_dir, publication_id),
+                    )
             files.switch(
                 publish_dir, publication_id, consumers, links=files.symlinks_supported(publish_dir)
             )
@@ -1075,27 +1122,224 @@ def publish(
                     catalog_sha256=catalog_sha,
                 )
             )
-        removed = files.prune(publish_dir, keep_days, finished)
+        removed = files.prune(publish_dir, retention, finished)
+        if removed:
+            with engine.begin() as conn:
+                _audit_pruned(conn, actor, removed)
     result = Publication(
         publication_id=publication_id,
         as_of=as_of,
         path=files.version_dir(publish_dir, publication_id),
         consumers=consumers,
         files=sum(len(o.files) for o in outputs),
-        rows=sum(o.data.num_rows for o in outputs),
+        rows=sum(o.rows for o in outputs),
         catalog_sha256=catalog_sha,
         sql_schemas=schemas,
+        tables_written=sum(not o.reused for o in outputs),
+        tables_linked=sum(o.reused for o in outputs),
+        bytes_written=sum(f["bytes"] for o in outputs if not o.reused for f in o.files),
+        pruned=tuple(removed),
     )
     log.info(
-        "publication %s (%s): %d consumers, %d files, %d rows; %d old versions removed",
+        "publication %s (%s): %d consumers, %d files, %d rows; %d tables written, %d linked "
+        "unchanged; %d old versions removed",
         publication_id,
         as_of,
         len(consumers),
         result.files,
         result.rows,
+        result.tables_written,
+        result.tables_linked,
         len(removed),
     )
     return result
+
+
+# --- incremental publication: what a table is built from -----------------------------------------
+
+# Bump when the same input gives other published bytes (a writer or a masking rule changed):
+# every table is then written again once.
+_SOURCE_FORMAT = "1"
+_SOURCES = ".sources.json"  # in a version folder: (consumer/table) -> source digest, entry
+
+
+def _schema_revision(conn: Connection) -> str:
+    try:
+        with conn.begin_nested():  # a failed statement must not abort the caller's transaction
+            found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except Exception:  # no migrations table (tests build the schema directly)
+        return ""
+    return ",".join(sorted(found))
+
+
+def dataset_sources(conn: Connection, as_of: date) -> dict[str, str]:
+    """Per dataset, a digest of what its rows as of `as_of` are built from.
+
+    The dataset's ledger up to that date (a new, re-delivered, superseded or forced delivery
+    changes it), the warehouse schema's revision and the published definition. History is
+    written only by deliveries, so equal digests mean equal current rows; it is read from the
+    small ledger, not by reading the tables.
+    """
+    return _dataset_inputs(conn, as_of)[0]
+
+
+def _dataset_inputs(conn: Connection, as_of: date) -> tuple[dict[str, str], dict[str, date]]:
+    """dataset_sources, and per dataset the exchange date of its latest delivery up to as_of
+    (the date its published content last changed: the XLSX creation date, so a file linked
+    from an earlier night and one written tonight are the same bytes)."""
+    d = deliveries.c
+    revision = _schema_revision(conn)
+    found = conn.execute(
+        select(d.dataset, d.delivery_id, d.exchange_date, d.sha256, d.status)
+        .where(d.exchange_date <= as_of)
+        .order_by(d.dataset, d.delivery_id)
+    ).all()
+    ledger: dict[str, list[str]] = {}
+    latest: dict[str, date] = {}
+    for dataset, delivery_id, day, sha, status in found:
+        ledger.setdefault(dataset, []).append(f"{delivery_id}|{day}|{sha}|{status}")
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        latest[dataset] = max(latest.get(dataset, day), day)
+    out: dict[str, str] = {}
+    for dataset in load_contracts():
+        digest = hashlib.sha256(f"{_SOURCE_FORMAT}|{revision}|{_dataset_def(dataset)!r}".encode())
+        for item in ledger.get(dataset, ()):
+            digest.update(b"\n" + item.encode())
+        out[dataset] = digest.hexdigest()
+    return out, latest
+
+
+def _created(matrix: AccessMatrix, changed_on: Mapping[str, date]) -> dict[tuple[str, str], date]:
+    """(consumer, dataset table) -> the latest delivery date of what it is built from."""
+    created: dict[tuple[str, str], date] = {}
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            days = [changed_on[t] for t in {table} | _referenced(entry.rows) if t in changed_on]
+            if table in load_contracts() and days:
+                created[(consumer, table)] = max(days)
+    return created
+
+
+def _referenced(rows: Iterable[RowCondition]) -> set[str]:
+    """Tables a row condition reads (in_table), transitively."""
+    found: set[str] = set()
+    for cond in rows:
+        if cond.in_table is not None:
+            found |= {cond.in_table.table} | _referenced(cond.in_table.rows)
+    return found
+
+
+def _dated(rows: Iterable[RowCondition]) -> bool:
+    return any(
+        cond.age is not None or (cond.in_table is not None and _dated(cond.in_table.rows))
+        for cond in rows
+    )
+
+
+def _plan(
+    matrix: AccessMatrix,
+    as_of: date,
+    secret: bytes,
+    xlsx_max_rows: int,
+    sources: Mapping[str, str],
+) -> dict[tuple[str, str], str | None]:
+    """(consumer, table) -> digest of everything its files are made from (None: unknown, so
+    always written: the profiles, alerts, ledger and audit log are rebuilt every night)."""
+    base = hashlib.sha256(b"datashare-publication-source|" + secret).hexdigest()
+    plan: dict[tuple[str, str], str | None] = {}
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            inputs = {table} | _referenced(entry.rows)
+            if any(t not in sources for t in inputs):
+                plan[(consumer, table)] = None
+                continue
+            columns = resolve_columns(matrix, table_def(table), entry)
+            dated = _dated(entry.rows) or any(c.derived for c, _ in columns)
+            payload = {
+                "format": _SOURCE_FORMAT,
+                "base": base,
+                "xlsx_max_rows": xlsx_max_rows,
+                "consumer": consumer,
+                "table": table,
+                "entry": entry.model_dump(mode="json", by_alias=True),
+                "never": sorted(matrix.never_columns),
+                "inputs": {t: sources[t] for t in sorted(inputs)},
+                "as_of": as_of.isoformat() if dated else None,  # ages move with the date
+            }
+            blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+            plan[(consumer, table)] = hashlib.sha256(blob).hexdigest()
+    return plan
+
+
+@dataclass(frozen=True)
+class _Previous:
+    root: Path
+    sources: dict[str, dict[str, Any]]  # "CONSUMER/table" -> {"source": digest, "entry": …}
+
+
+def _previous_version(publish_dir: Path) -> _Previous | None:
+    current = files.current_publication(publish_dir)
+    if current is None:
+        return None
+    root = files.version_dir(publish_dir, current)
+    try:
+        content = json.loads((root / _SOURCES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _Previous(root, content if isinstance(content, dict) else {})
+
+
+def _reusable(
+    previous: _Previous, planned: Mapping[tuple[str, str], str | None]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Outputs whose source is that of the current publication and whose files are there."""
+    reuse = {}
+    for (consumer, table), source in planned.items():
+        before = previous.sources.get(f"{consumer}/{table}")
+        if source is None or before is None or before.get("source") != source:
+            continue
+        entry = before.get("entry") or {}
+        paths = [previous.root / f["path"] for f in entry.get("files", ())]
+        if paths and all(p.is_file() for p in paths):
+            reuse[(consumer, table)] = entry
+    return reuse
+
+
+def _needed(matrix: AccessMatrix, reuse: Mapping[tuple[str, str], Any]) -> set[str]:
+    """Datasets some output that is written again reads (itself or through a grant's rows)."""
+    datasets = set(load_contracts())
+    needed: set[str] = set()
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            if (consumer, table) not in reuse:
+                needed |= ({table} | _referenced(entry.rows)) & datasets
+    return needed
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _audit_pruned(conn: Connection, actor: str, removed: Iterable[str]) -> None:
+    """The files of pruned versions are gone; their audit rows stay, and this says when."""
+    at = files.utc_now()
+    conn.execute(
+        insert(audit_log),
+        [
+            {
+                "at": at,
+                "actor": actor,
+                "action": "prune",
+                "publication_id": publication_id,
+                "consumer": None,
+                "object": f"{files.VERSIONS}/{publication_id}",
+                "rows": None,
+                "sha256": None,
+                "personal": "none",
+            }
+            for publication_id in removed
+        ],
+    )
 
 
 def _start(conn: Connection, as_of: date, actor: str, started: datetime) -> str:
@@ -1137,30 +1381,79 @@ def _write_version(
     matrix: AccessMatrix,
     xlsx_max_rows: int,
     on_consumer: Callable[[str], None] | None,
+    *,
+    planned: Mapping[tuple[str, str], str | None] | None = None,
+    created: Mapping[tuple[str, str], date] | None = None,
+    reuse: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    previous: Path | None = None,
+    workers: int = 1,
 ) -> list[_Output]:
     root = files.version_dir(publish_dir, publication_id)
     root.mkdir(parents=True)
+    planned, reuse = planned or {}, reuse or {}
     outputs: list[_Output] = []
-    for consumer, entries in matrix.consumers.items():
-        ctx = _Context(consumer, as_of, prepared.get)
-        mine: list[_Output] = []
-        for table in entries:
-            if table not in prepared:
-                continue
-            projected = _project(matrix, consumer, table, prepared[table], ctx)
-            if projected is None:
-                continue
-            frame, columns = projected
-            out = _Output(consumer, table, columns, to_arrow(frame, columns))
-            _write_files(root, out, as_of, xlsx_max_rows)
-            mine.append(out)
-        if mine:
-            catalog = _catalog(publication_id, as_of, started, mine)
-            files.write_json(root / consumer / files.CATALOG, catalog)
-            files.seal(root / consumer / files.CATALOG)
-        outputs += mine
-        if on_consumer is not None:
-            on_consumer(consumer)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for consumer, entries in matrix.consumers.items():
+            ctx = _Context(consumer, as_of, prepared.get)
+            mine: list[_Output] = []
+            for table in entries:
+                before = reuse.get((consumer, table))
+                if before is not None and previous is not None:
+                    out = _Output(
+                        consumer,
+                        table,
+                        resolve_columns(matrix, table_def(table), entries[table]),
+                        None,
+                        files=[dict(f) for f in before["files"]],
+                        rows=int(before["rows"]),
+                        source=planned.get((consumer, table)),
+                        reused=True,
+                    )
+                    for f in out.files:
+                        files.link_unchanged(previous / f["path"], root / f["path"])
+                    mine.append(out)
+                    continue
+                if table not in prepared:
+                    continue
+                projected = _project(matrix, consumer, table, prepared[table], ctx)
+                if projected is None:
+                    continue
+                frame, columns = projected
+                mine.append(
+                    _Output(
+                        consumer,
+                        table,
+                        columns,
+                        to_arrow(frame, columns),
+                        source=planned.get((consumer, table)),
+                        created=(created or {}).get((consumer, table)),
+                    )
+                )
+            jobs = [
+                pool.submit(_write_files, root, o, as_of, xlsx_max_rows)
+                for o in mine
+                if not o.reused
+            ]
+            for job in jobs:
+                job.result()
+            if mine:
+                catalog = _catalog(publication_id, as_of, started, mine)
+                files.write_json(root / consumer / files.CATALOG, catalog)
+                files.seal(root / consumer / files.CATALOG)
+            outputs += mine
+            if on_consumer is not None:
+                on_consumer(consumer)
+    files.write_json(
+        root / _SOURCES,
+        {
+            f"{o.consumer}/{o.table}": {
+                "source": o.source,
+                "entry": _catalog_entry(o, table_def(o.table).title),
+            }
+            for o in outputs
+            if o.source is not None
+        },
+    )
     files.write_json(root / files.CATALOG, _catalog(publication_id, as_of, started, outputs))
     return outputs
 
@@ -1177,6 +1470,7 @@ def _catalog(
 
 
 def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: int) -> None:
+    assert out.data is not None  # linked outputs are not written
     folder = root / out.consumer
     labels = [c.label for c, _ in out.columns]
     parquet = folder / f"{out.table}.parquet"
@@ -1184,7 +1478,8 @@ def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: int) -> N
     written = [(parquet, "parquet")]
     if out.data.num_rows <= xlsx_max_rows:
         sheet = folder / f"{out.table}.xlsx"
-        files.write_xlsx(sheet, out.data, labels, sheet=table_def(out.table).title, created=as_of)
+        created = out.created or as_of
+        files.write_xlsx(sheet, out.data, labels, sheet=table_def(out.table).title, created=created)
         written.append((sheet, "xlsx"))
     else:
         sheet = folder / f"{out.table}.csv"
@@ -1216,7 +1511,7 @@ def _audit(
             "publication_id": publication_id,
             "consumer": None,
             "object": files.CATALOG,
-            "rows": sum(o.data.num_rows for o in outputs),
+            "rows": sum(o.rows for o in outputs),
             "sha256": catalog_sha,
             "personal": strongest,
         }
@@ -1229,7 +1524,7 @@ def _audit(
             "publication_id": publication_id,
             "consumer": o.consumer,
             "object": f["path"],
-            "rows": o.data.num_rows,
+            "rows": o.rows,
             "sha256": f["sha256"],
             "personal": o.personal,
         }
@@ -1285,9 +1580,20 @@ def _literal(value: str) -> str:
 
 
 def _publish_sql(
-    conn: Connection, outputs: list[_Output], target: SqlTarget, publication_id: str, actor: str
+    conn: Connection,
+    outputs: list[_Output],
+    target: SqlTarget,
+    publication_id: str,
+    actor: str,
+    *,
+    previous: str | None = None,
+    root: Path | None = None,
 ) -> tuple[str, ...]:
     """Rebuild every consumer's schema in the caller's transaction (readers see old or new).
+
+    A table unchanged since the `previous` publication (its files were linked) is kept as it
+    is when that publication's audit says it loaded it; otherwise it is loaded again from the
+    new version's Parquet file under `root`.
 
     The pipeline's own user owns the schemas; each role may use its schema and select its
     tables, nothing else: PUBLIC loses every right on the internal schema and its tables.
@@ -1320,7 +1626,10 @@ def _publish_sql(
             ),
             {"s": target.schema(consumer)},
         ).all()
+        kept = _sql_kept(conn, target, consumer, outs, previous, existing)
         for name, kind in existing:
+            if name in kept:
+                continue
             conn.execute(
                 text(
                     f"DROP {'VIEW' if kind == 'v' else 'TABLE'} IF EXISTS "
@@ -1330,7 +1639,9 @@ def _publish_sql(
         for out in outs:
             name = f"{schema}.{quote(out.table.lower())}"
             cols = [c for c, _ in out.columns]
-            if out.table == "audit_log":  # live, through the view owner's rights
+            if out.table.lower() in kept:
+                pass  # unchanged: the table, its comments and its grant are already there
+            elif out.table == "audit_log":  # live, through the view owner's rights
                 conn.execute(
                     text(
                         f"CREATE VIEW {name} AS SELECT {', '.join(quote(c.name) for c in cols)} "
@@ -1345,18 +1656,23 @@ def _publish_sql(
                         + ")"
                     )
                 )
-                _copy(conn, name, [quote(c.name) for c in cols], out.data)
-            conn.execute(
-                text(
-                    f"COMMENT ON {'VIEW' if out.table == 'audit_log' else 'TABLE'} "
-                    f"{name} IS {_literal(table_def(out.table).title)}"
-                )
-            )
-            for c in cols:
+                data = out.data
+                if data is None:  # unchanged table whose SQL copy cannot be trusted
+                    assert root is not None
+                    data = pq.read_table(root / out.consumer / f"{out.table}.parquet")
+                _copy(conn, name, [quote(c.name) for c in cols], data)
+            if out.table.lower() not in kept:
                 conn.execute(
-                    text(f"COMMENT ON COLUMN {name}.{quote(c.name)} IS {_literal(c.label)}")
+                    text(
+                        f"COMMENT ON {'VIEW' if out.table == 'audit_log' else 'TABLE'} "
+                        f"{name} IS {_literal(table_def(out.table).title)}"
+                    )
                 )
-            conn.execute(text(f"GRANT SELECT ON {name} TO {role}"))
+                for c in cols:
+                    conn.execute(
+                        text(f"COMMENT ON COLUMN {name}.{quote(c.name)} IS {_literal(c.label)}")
+                    )
+                conn.execute(text(f"GRANT SELECT ON {name} TO {role}"))
             audit_rows.append(
                 {
                     "at": at,
@@ -1365,7 +1681,7 @@ def _publish_sql(
                     "publication_id": publication_id,
                     "consumer": consumer,
                     "object": f"{target.schema(consumer)}.{out.table.lower()}",
-                    "rows": out.data.num_rows,
+                    "rows": out.rows,
                     "sha256": None,
                     "personal": out.personal,
                 }
@@ -1373,6 +1689,35 @@ def _publish_sql(
     if audit_rows:
         conn.execute(insert(audit_log), audit_rows)
     return tuple(target.schema(c) for c in by_consumer)
+
+
+def _sql_kept(
+    conn: Connection,
+    target: SqlTarget,
+    consumer: str,
+    outs: list[_Output],
+    previous: str | None,
+    existing: Iterable[Any],
+) -> set[str]:
+    """Tables of a consumer's schema that stay as they are: unchanged outputs whose last SQL
+    load, by the audit, was the previous (still current) publication's, and that exist."""
+    unchanged = {o.table.lower() for o in outs if o.reused and o.table != "audit_log"}
+    present = {name for name, kind in existing if kind == "r"}
+    if previous is None or not unchanged & present:
+        return set()
+    schema = target.schema(consumer)
+    objects = [f"{schema}.{t}" for t in sorted(unchanged & present)]
+    a = audit_log.c
+    last = (
+        select(a.object, func.max(a.audit_id).label("audit_id"))
+        .where(a.action == "sql", a.object.in_(objects))
+        .group_by(a.object)
+        .subquery()
+    )
+    loaded_by = conn.execute(
+        select(a.object, a.publication_id).join(last, a.audit_id == last.c.audit_id)
+    ).all()
+    return {obj.split(".", 1)[1] for obj, pid in loaded_by if pid == previous}
 
 
 def _copy(conn: Connection, name: str, columns: list[str], data: pa.Table) -> None:

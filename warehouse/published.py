@@ -28,11 +28,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xlsxwriter
-from sqlalchemy import Engine
+
+from datashare.errors import PublishLocked  # re-exported: old import path
 
 VERSIONS = ".versions"
 CURRENT = "current"
 CATALOG = "catalog.json"
 LOCK = ".publish.lock"
+HOLD = ".hold"  # readers hold a version with a shared flock on it (pruning respects it)
 POINTER = "CURRENT"  # copy mode only: the id of the publication copied onto the stable paths
 _LINK_PREFIX = f"../{CURRENT}/"
 # Excel shows local time; the county is in China (one time zone, no daylight saving).
@@ -58,10 +62,6 @@ _XLSX_OPTIONS = {
     "strings_to_urls": False,
 }
 _XLSX_MAX_TEXT = 32767
-
-
-class PublishLocked(RuntimeError):
-    """Another process is publishing into the same folder."""
 
 
 # --- writers -------------------------------------------------------------------------------------
@@ -101,12 +101,24 @@ def write_xlsx(
     date_fmt = workbook.add_format({"num_format": "yyyy-mm-dd"})
     stamp_fmt = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
     text_fmt = workbook.add_format({"num_format": "@"})
+    # A rate (0.3636) reads as a percentage; the cell keeps the number (issue 14).
+    rate_fmt = workbook.add_format({"num_format": "0.0%"})
+    rates = {
+        i for i, f in enumerate(table.schema) if "rate" in f.name and pa.types.is_floating(f.type)
+    }
     sheet_ = workbook.add_worksheet(_excel_sheet_name(sheet))
     types = [f.type for f in table.schema]
     for col, (label, kind) in enumerate(zip(labels, types, strict=True)):
         width = max(len(label) * 2 + 2, 20 if pa.types.is_string(kind) else 12)
         sheet_.set_column(col, col, min(width, 40), text_fmt if pa.types.is_string(kind) else None)
     sheet_.freeze_panes(1, 0)
+    # Page setup (issue 14): A4 landscape, one page wide, the header row on every page.
+    sheet_.set_paper(9)
+    sheet_.set_landscape()
+    sheet_.fit_to_pages(1, 0)
+    sheet_.repeat_rows(0)
+    sheet_.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
+    sheet_.set_footer("&C第 &P 页，共 &N 页")
     for col, label in enumerate(labels):
         sheet_.write_string(0, col, label, header)
     columns = _python_columns(table)
@@ -126,7 +138,7 @@ def write_xlsx(
             elif pa.types.is_boolean(kind):
                 sheet_.write_string(r, col, "是" if value else "否")
             elif value == value:  # NaN is no number to show
-                sheet_.write_number(r, col, value)
+                sheet_.write_number(r, col, value, rate_fmt if col in rates else None)
     if table.num_columns:
         sheet_.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
     workbook.close()
@@ -165,6 +177,17 @@ def write_json(path: Path, content: Any) -> None:
     path.write_text(
         json.dumps(content, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8"
     )
+
+
+def link_unchanged(source: Path, target: Path) -> None:
+    """Put an unchanged file of an earlier publication into a new one: a hard link (the bytes
+    are stored once, whatever the number of versions keeping them), or a copy where the file
+    system has no hard links. Published files are never written in place, so sharing is safe."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def seal(path: Path) -> str:
@@ -354,44 +377,137 @@ def remove_version(publish_dir: Path, publication_id: str) -> None:
         shutil.rmtree(version_dir(publish_dir, publication_id), ignore_errors=True)
 
 
-def prune(publish_dir: Path, keep_days: int, now: datetime) -> list[str]:
-    """Remove complete publications older than keep_days, never the current one."""
+@dataclass(frozen=True)
+class Retention:
+    """Which complete publications stay on disk after a switch (docs/publishing.md).
+
+    Kept: the current one; any a reader holds (`hold`); the last publication of each of the
+    last `nights` exchange dates; the last publication of each of the last `month_ends`
+    months (the state at a month's end, what a department may be asked for); and any replaced
+    less than `grace_seconds` ago (a reader that resolved `current` just before the switch).
+    """
+
+    nights: int = 30
+    month_ends: int = 12
+    grace_seconds: float = 0
+
+
+def _hold_file(publish_dir: Path, publication_id: str) -> Path:
+    return version_dir(publish_dir, publication_id) / HOLD
+
+
+@contextlib.contextmanager
+def hold(publish_dir: Path, publication_id: str) -> Iterator[Path]:
+    """Keep one publication on disk while reading it (a shared lock pruning respects).
+
+    Yields the version folder. Raises FileNotFoundError if it was pruned before the hold.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; pruning keeps the grace period only
+        yield version_dir(publish_dir, publication_id)
+        return
+    path = _hold_file(publish_dir, publication_id)
+    with path.open("a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            if not (path.parent / CATALOG).exists():  # pruned while we waited
+                raise FileNotFoundError(f"publication {publication_id} is no longer kept")
+            yield path.parent
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _unheld(folder: Path) -> Iterator[bool]:
+    """Exclusive lock on a version's hold file: True when no reader holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    with (folder / HOLD).open("a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _versions_on_disk(publish_dir: Path) -> list[tuple[str, date, datetime, float]]:
+    """(id, exchange date, published_at, when its catalog was sealed) of complete versions,
+    in publication order."""
     versions = publish_dir / VERSIONS
+    found: list[tuple[str, date, datetime, float]] = []
+    if not versions.is_dir():
+        return found
+    for folder in versions.iterdir():
+        catalog = folder / CATALOG
+        if not catalog.exists():
+            continue
+        content = json.loads(catalog.read_text(encoding="utf-8"))
+        if content.get("published_at") is None or content.get("exchange_date") is None:
+            continue
+        found.append(
+            (
+                folder.name,
+                date.fromisoformat(content["exchange_date"]),
+                datetime.fromisoformat(content["published_at"]),
+                catalog.stat().st_mtime,
+            )
+        )
+    return sorted(found, key=lambda v: (v[2], v[0]))
+
+
+def kept_versions(publish_dir: Path, retention: Retention, now: datetime) -> set[str]:
+    """The publications the retention keeps (holds by readers are checked when pruning)."""
+    found = _versions_on_disk(publish_dir)
+    keep = {current_publication(publish_dir)} - {None}
+    last_of_date: dict[date, str] = {}
+    for publication_id, as_of, _, _ in found:  # publication order: the last one wins
+        last_of_date[as_of] = publication_id
+    dates = sorted(last_of_date)
+    if retention.nights > 0:
+        keep |= {last_of_date[d] for d in dates[-retention.nights :]}
+    last_of_month: dict[tuple[int, int], date] = {}
+    for d in dates:
+        last_of_month[(d.year, d.month)] = d
+    if retention.month_ends > 0:
+        months = sorted(last_of_month)[-retention.month_ends :]
+        keep |= {last_of_date[last_of_month[m]] for m in months}
+    if retention.grace_seconds > 0:
+        # A version is replaced when its successor is sealed; within the grace, keep it.
+        for (publication_id, *_), (_, _, _, sealed) in itertools.pairwise(found):
+            if now.timestamp() - sealed < retention.grace_seconds:
+                keep.add(publication_id)
+    return {k for k in keep if k is not None}
+
+
+def prune(publish_dir: Path, retention: Retention | int, now: datetime) -> list[str]:
+    """Remove complete publications the retention does not keep, never the current one nor
+    one a reader holds. An int is the number of exchange dates kept (`Retention(nights=n)`).
+
+    Files shared with a kept version (hard links of unchanged tables) stay on disk through it.
+    """
+    if isinstance(retention, int):
+        retention = Retention(nights=retention)
+    keep = kept_versions(publish_dir, retention, now)
     current = current_publication(publish_dir)
     removed: list[str] = []
-    if not versions.is_dir():
-        return removed
-    for folder in sorted(versions.iterdir()):
-        catalog = folder / CATALOG
-        if folder.name == current or not catalog.exists():
+    for publication_id, *_ in _versions_on_disk(publish_dir):
+        if publication_id in keep or publication_id == current:
             continue
-        published_at = json.loads(catalog.read_text(encoding="utf-8")).get("published_at")
-        if published_at is None:
-            continue
-        if now - datetime.fromisoformat(published_at) > timedelta(days=keep_days):
-            shutil.rmtree(folder)
-            removed.append(folder.name)
+        folder = version_dir(publish_dir, publication_id)
+        with _unheld(folder) as free:
+            if free:
+                shutil.rmtree(folder)
+                removed.append(publication_id)
     return removed
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- the ledger alone (kept for flows.nightly until it calls publish) -------------------------
-
-
-def publish_ledger(engine: Engine, publish_dir: Path) -> None:
-    """Publish the exchange ledger alone: every consumer's deliveries and rejects.
-
-    A thin wrapper over warehouse.publish.publish with only the two ledger tables (which hold
-    no person_key, so no secret is needed); XC/deliveries.parquet and XC/rejects.parquet keep
-    their paths.
-    """
-    from warehouse.publish import ledger_tables, publish
-
-    with engine.connect() as conn:
-        tables = ledger_tables(conn, None)
-    dates = tables["deliveries"]["exchange_date"].dropna()
-    as_of = max(dates).date() if len(dates) else utc_now().date()
-    publish(engine, publish_dir, as_of=as_of, secret=b"", tables=tables, actor="nightly")
