@@ -129,3 +129,25 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.postgres_sample(*values)`: a matrix whose cases differ only in pandas work
+    (which dataset is missing, which day it is) runs every case on SQLite and, on PostgreSQL,
+    only the cases whose parameters (or their `__name__`) include one of `values`; the rest are
+    deselected (shown in the summary). The SQL each case issues is the same, so PostgreSQL gains
+    nothing from the others, and they cost minutes of CI."""
+    kept, dropped = [], []
+    for item in items:
+        sample = item.get_closest_marker("postgres_sample")
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("warehouse_url") == "postgres"
+        if sample is not None and on_pg:
+            wanted = {str(v) for v in sample.args}
+            if not wanted & {getattr(v, "__name__", str(v)) for v in callspec.params.values()}:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

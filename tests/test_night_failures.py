@@ -70,6 +70,7 @@ def _table(settings: Settings, query: Any) -> pd.DataFrame:
         engine.dispose()
 
 
+@pytest.mark.postgres_sample("RecursionError")
 @pytest.mark.parametrize("crash", [RuntimeError, RecursionError])
 def test_a_delivery_whose_reader_crashes_fails_alone_and_the_night_goes_on(
     env: Settings, hook: _Hook, monkeypatch: pytest.MonkeyPatch, crash: type[Exception]
@@ -181,6 +182,7 @@ KINDS_OF_DAY = [
 ]
 
 
+@pytest.mark.postgres_sample(date(2025, 8, 31), date(2026, 12, 6))
 @pytest.mark.parametrize("day", KINDS_OF_DAY, ids=str)
 def test_a_night_with_only_the_roster_delivered_on_every_kind_of_day(
     env: Settings, hook: _Hook, day: date

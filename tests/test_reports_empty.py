@@ -164,6 +164,7 @@ def _households_on(frames: Frames, on: date) -> pd.DataFrame:
     return frames[("XC_HU", day)]
 
 
+@pytest.mark.postgres_sample("XC_HU", "ZJ_FANGWU", "YB_JIESUAN")
 @pytest.mark.parametrize("missing", SOURCES)
 def test_each_dataset_missing_in_turn(
     missing: str,
@@ -228,6 +229,7 @@ def _check_side_without(missing: str, f: ReportFigures, households: int) -> None
         assert e["employed"] == e["unemployed"] == e["employed_hh"] == 0
 
 
+@pytest.mark.postgres_sample("XC_HU", "ZJ_FANGWU", "YB_JIESUAN")
 @pytest.mark.parametrize("only", SOURCES)
 def test_only_one_dataset_delivered(
     only: str, frames: Frames, warehouse_url: str, tmp_path: Path
