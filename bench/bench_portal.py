@@ -1,6 +1,10 @@
 """Benchmark: every department page of the portal on a city-scale warehouse.
 
-    .venv/bin/python bench/bench_portal.py [--households 222000] [--nights 14] [--postgres URL]
+    .venv/bin/python -m bench.bench_portal [--households 222000] [--nights 14]
+        [--postgres postgresql://user@host:5432/db [--no-sqlite]] [--consumers MZ,YB]
+
+With --postgres the same warehouse is built and timed on PostgreSQL too (after SQLite; only
+there with --no-sqlite), in a throwaway schema of that database, dropped at the end.
 
 How the warehouse is populated (the real intake of 200k households for a fortnight takes hours on
 a shared 2-core machine): the synthetic county's first night goes straight into the history tables
@@ -16,12 +20,15 @@ the machine's load average (the machine is shared).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import statistics
 import tempfile
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from bench.bench_alerts import SECRET, Clock, build
 from expectations.contract import load_contracts
@@ -37,10 +44,11 @@ from portal.app import PortalConfig, create_app
 from portal.security import hash_password, new_api_token
 from tasks.alerts import raise_alerts
 from tasks.mask import mask_series
+from tasks.publication import publish
 from warehouse import portal_store as store
 from warehouse.bulk import load_arrow
 from warehouse.db import connect, upgrade
-from warehouse.publish import default_access, publish
+from warehouse.publish import default_access
 from warehouse.tables import deliveries, history_tables, rejects
 from warehouse.tables_alerts import alerts
 
@@ -260,7 +268,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=222_000)
     parser.add_argument("--nights", type=int, default=14)
-    parser.add_argument("--postgres", help="a PostgreSQL URL (an empty database or schema)")
+    parser.add_argument(
+        "--postgres",
+        help="also time PostgreSQL: a URL (postgresql://user@host:5432/db); the bench works in "
+        "a schema of its own there, dropped at the end",
+    )
+    parser.add_argument(
+        "--no-sqlite", action="store_true", help="time PostgreSQL only (with --postgres)"
+    )
     parser.add_argument("--keep", help="build the SQLite warehouse here and keep it (re-timing)")
     parser.add_argument(
         "--consumers",
@@ -270,19 +285,39 @@ def main() -> None:
     )
     args = parser.parse_args()
     consumers = [c.strip().upper() for c in args.consumers.split(",") if c.strip()]
-    with tempfile.TemporaryDirectory() as scratch:
-        tmp = args.keep or scratch
-        Path(tmp).mkdir(parents=True, exist_ok=True)
-        run(
-            f"sqlite:///{Path(tmp) / 'bench.db'}",
-            args.households,
-            args.nights,
-            Path(tmp) / "published",
-            consumers,
-        )
+    if args.no_sqlite and not args.postgres:
+        parser.error("--no-sqlite needs --postgres")
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = args.keep or scratch
+            Path(tmp).mkdir(parents=True, exist_ok=True)
+            run(
+                f"sqlite:///{Path(tmp) / 'bench.db'}",
+                args.households,
+                args.nights,
+                Path(tmp) / "published",
+                consumers,
+            )
     if args.postgres:
-        with tempfile.TemporaryDirectory() as tmp:
-            run(args.postgres, args.households, args.nights, Path(tmp) / "published", consumers)
+        with tempfile.TemporaryDirectory() as tmp, _throwaway_schema(args.postgres) as url:
+            run(url, args.households, args.nights, Path(tmp) / "published", consumers)
+
+
+@contextlib.contextmanager
+def _throwaway_schema(url: str) -> Iterator[str]:
+    """A schema of the bench's own in the database at `url` (it may be shared with other
+    work), as bench_alerts does: the URL with that search_path, the schema dropped after."""
+    schema = f"bench_portal_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The portal's web application: pages in Chinese for people, JSON and files for programs.
 
+Over 600 lines on purpose: it is the one list of routes, each a few lines over portal.data,
+with the session and CSRF checks they share; the data access itself is in portal.data.
+
     create_app(config)    a FastAPI application over one warehouse and one publication folder
 
 Every route that shows data takes the consumer from the session (or the API token), never from
@@ -7,8 +10,10 @@ the URL, and reads through portal.data (apply_access for that consumer). A table
 or delivery the consumer may not see answers 404, exactly as one that does not exist.
 """
 
+import contextlib
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
+from starlette.types import Receive, Scope, Send
 
 from portal import data
 from portal.security import (
@@ -337,7 +343,10 @@ def create_app(config: PortalConfig) -> FastAPI:
         if found is None:
             raise HTTPException(404)
         cat, entry = found
-        rows = data.preview(src, cat, entry, (page_no - 1) * data.PAGE_SIZE, data.PAGE_SIZE)
+        try:
+            rows = data.preview(src, cat, entry, (page_no - 1) * data.PAGE_SIZE, data.PAGE_SIZE)
+        except FileNotFoundError:  # the version was pruned since its catalog was read
+            raise HTTPException(404) from None
         return page(
             request,
             "table.html",
@@ -360,24 +369,36 @@ def create_app(config: PortalConfig) -> FastAPI:
         if found is None:
             raise HTTPException(404)
         cat, entry = found
-        path = data.table_file(src, cat, entry, fmt)
-        if not path.is_file():
-            path = _convert(src, cat, entry, fmt)
-        digest = _sha256(path)
-        with engine.begin() as w:
-            record_access(
-                w,
-                at=_now(),
-                actor=actor,
-                action="download",
-                consumer=consumer,
-                obj=f"{cat['publication_id']}/{consumer}/{table}.{fmt}",
-                rows=int(entry["rows"]),
-                sha256=digest,
-                personal=str(entry.get("personal", "none")),
-            )
-        name = f"{consumer}_{table}_{str(cat['exchange_date']).replace('-', '')}.{fmt}"
-        return FileResponse(path, media_type=_MEDIA[fmt], filename=name)
+        # The publication is held from here until the last byte is sent (or the client goes):
+        # the retention's pruning after a night's switch never removes it under this reader.
+        release = contextlib.ExitStack()
+        try:
+            try:
+                release.enter_context(files.hold(src.publish_dir, cat["publication_id"]))
+            except FileNotFoundError:  # pruned since its catalog was read
+                raise HTTPException(404) from None
+            path = data.table_file(src, cat, entry, fmt)
+            if not path.is_file():
+                path = _convert(src, cat, entry, fmt)
+                release.callback(shutil.rmtree, path.parent, ignore_errors=True)
+            digest = _sha256(path)
+            with engine.begin() as w:
+                record_access(
+                    w,
+                    at=_now(),
+                    actor=actor,
+                    action="download",
+                    consumer=consumer,
+                    obj=f"{cat['publication_id']}/{consumer}/{table}.{fmt}",
+                    rows=int(entry["rows"]),
+                    sha256=digest,
+                    personal=str(entry.get("personal", "none")),
+                )
+            name = f"{consumer}_{table}_{str(cat['exchange_date']).replace('-', '')}.{fmt}"
+            return HeldFileResponse(path, release, media_type=_MEDIA[fmt], filename=name)
+        except BaseException:
+            release.close()
+            raise
 
     @app.get("/data/{table}/download", include_in_schema=False)
     def download_page(
@@ -616,12 +637,23 @@ def create_app(config: PortalConfig) -> FastAPI:
         media = "text/html; charset=utf-8" if path.suffix == ".html" else _MEDIA["xlsx"]
         return FileResponse(path, media_type=media)
 
+    # 一人一档: the id number travels only in a POST body (never in a URL: access logs, browser
+    # history and Referer would keep it). GET shows the empty form, whatever its query says.
     @app.get("/lookup", response_class=HTMLResponse, include_in_schema=False)
+    def lookup_form(request: Request, user: BureauDep) -> HTMLResponse:
+        return page(request, "lookup.html", user, id_number="", found=None, searched=False)
+
+    @app.post("/lookup", response_class=HTMLResponse, include_in_schema=False)
     def lookup_page(
-        request: Request, user: BureauDep, c: Conn, id_number: str | None = None
+        request: Request,
+        user: BureauDep,
+        c: Conn,
+        id_number: Annotated[str, Form(max_length=64)] = "",
+        csrf: Annotated[str | None, Form()] = None,
     ) -> HTMLResponse:
+        check_csrf(request, csrf)
+        wanted = id_number.strip().upper()
         found = None
-        wanted = (id_number or "").strip().upper()
         if wanted:
             found = data.lookup_person(src, c, wanted)
             c.rollback()
@@ -632,7 +664,7 @@ def create_app(config: PortalConfig) -> FastAPI:
                     actor=f"portal:{user.username}",
                     action="lookup",
                     consumer=user.consumer,
-                    obj=f"person:{_masked_id(wanted)}",
+                    obj=f"person:{_masked_id(wanted)}",  # never the id itself
                     rows=0 if found is None else 1 + len(found["history"]),
                     sha256=None,
                     personal="plain",
@@ -671,7 +703,10 @@ def create_app(config: PortalConfig) -> FastAPI:
         if found is None:
             raise HTTPException(404)
         cat, entry = found
-        rows = data.preview(src, cat, entry, offset, limit)
+        try:
+            rows = data.preview(src, cat, entry, offset, limit)
+        except FileNotFoundError:  # the version was pruned since its catalog was read
+            raise HTTPException(404) from None
         return {
             "table": table,
             "publication_id": cat["publication_id"],
@@ -739,6 +774,21 @@ def create_app(config: PortalConfig) -> FastAPI:
 
 class _LoginRequired(Exception):
     pass
+
+
+class HeldFileResponse(FileResponse):
+    """A file sent while `release` holds what it needs (its publication's hold, a temporary
+    copy): released when the response ends, however it ends (sent, client gone, error)."""
+
+    def __init__(self, path: Path, release: contextlib.ExitStack, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------

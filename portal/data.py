@@ -1,5 +1,12 @@
 """What a consumer may see, read for the portal's pages and API.
 
+Over 600 lines on purpose: every read a page or the API makes goes through apply_access here,
+so that one module is the whole answer to "what may this consumer see".
+
+Files of a publication are read under `warehouse.published.hold` (a shared lock the retention's
+pruning respects): a version is never removed under a reader. FileNotFoundError from a hold
+means the version was pruned before it: the caller answers as for one that does not exist.
+
 One rule: every row and column a page shows went through `warehouse.publish.apply_access` (the
 function that shapes the published files) for the logged-in consumer, or was read from that
 consumer's own published files (which it shaped). SQL only *narrows* first, for speed, with
@@ -35,7 +42,8 @@ from sqlalchemy import (
 )
 
 from domain import definitions as dd
-from expectations.contract import load_contracts
+from expectations.contract import Contract, load_contracts
+from portal import gx_labels
 from tasks.alerts import PUBLISHED_COLUMNS, with_status
 from warehouse import published as files
 from warehouse.publish import AccessMatrix, RowCondition, apply_access, default_access
@@ -304,21 +312,23 @@ def table_file(src: Source, catalog_: dict[str, Any], entry: dict[str, Any], fmt
 def preview(
     src: Source, catalog_: dict[str, Any], entry: dict[str, Any], offset: int, limit: int
 ) -> pd.DataFrame:
-    """Rows [offset, offset+limit) of a published table (read from its Parquet)."""
+    """Rows [offset, offset+limit) of a published table (read from its Parquet, under a hold
+    of its publication)."""
     path = table_file(src, catalog_, entry, "parquet")
-    pf = pq.ParquetFile(path)
-    batches: list[pa.RecordBatch] = []
-    seen = 0
-    for batch in pf.iter_batches(batch_size=max(limit, 256)):
-        if seen + batch.num_rows > offset:
-            start = max(offset - seen, 0)
-            batches.append(batch.slice(start, limit - sum(b.num_rows for b in batches)))
-            if sum(b.num_rows for b in batches) >= limit:
-                break
-        seen += batch.num_rows
-    if not batches:
-        return pf.schema_arrow.empty_table().to_pandas()
-    return pa.Table.from_batches(batches).to_pandas()
+    with files.hold(src.publish_dir, catalog_["publication_id"]):
+        pf = pq.ParquetFile(path)
+        batches: list[pa.RecordBatch] = []
+        seen = 0
+        for batch in pf.iter_batches(batch_size=max(limit, 256)):
+            if seen + batch.num_rows > offset:
+                start = max(offset - seen, 0)
+                batches.append(batch.slice(start, limit - sum(b.num_rows for b in batches)))
+                if sum(b.num_rows for b in batches) >= limit:
+                    break
+            seen += batch.num_rows
+        if not batches:
+            return pf.schema_arrow.empty_table().to_pandas()
+        return pa.Table.from_batches(batches).to_pandas()
 
 
 # --- my problems (rejects) -----------------------------------------------------------------------
@@ -522,7 +532,8 @@ def delivery(
 
 def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
     """The GX expectations of a delivery: which, on which column, passed or not, how many
-    unexpected (counts and percentages only: GX's sample values are never shown)."""
+    unexpected (counts and percentages only: GX's sample values are never shown), each also
+    in Chinese for people (portal.gx_labels; the column's header from the contract)."""
     if src.gx_root is None or not re.fullmatch(r"[A-Za-z0-9_\-]{8,64}", delivery_id):
         return []
     out: list[dict[str, Any]] = []
@@ -532,15 +543,22 @@ def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         suite = str(content.get("suite_name") or path.parts[-4])
+        contract = load_contracts().get(suite.partition(".")[0])
         for result in content.get("results", []):
             config = result.get("expectation_config", {}) or {}
             kwargs = config.get("kwargs", {}) or {}
             stats = result.get("result", {}) or {}
+            kind = str(config.get("type") or config.get("expectation_type"))
+            column = kwargs.get("column")
+            columns = [column] if column else list(kwargs.get("column_list") or [])
             out.append(
                 {
                     "suite": suite,
-                    "expectation": str(config.get("type") or config.get("expectation_type")),
-                    "column": str(kwargs.get("column") or kwargs.get("column_list") or ""),
+                    "suite_label": gx_labels.suite_label(suite),
+                    "expectation": kind,
+                    "label": gx_labels.expectation_label(kind, config.get("meta") or {}),
+                    "column": "、".join(str(c) for c in columns),
+                    "column_label": "、".join(_header(contract, str(c)) for c in columns),
                     "success": bool(result.get("success")),
                     "unexpected_count": stats.get("unexpected_count"),
                     "unexpected_percent": stats.get("unexpected_percent"),
@@ -548,6 +566,15 @@ def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _header(contract: Contract | None, column: str) -> str:
+    """A column's Chinese header; a helper column of the suites (`_defects`) is the row."""
+    if column.startswith("_"):
+        return "整行"
+    if contract is not None and column in contract.column_names:
+        return contract.column(column).header
+    return column
 
 
 def _safe_observed(value: Any) -> str:
@@ -794,7 +821,13 @@ def _monitoring(src: Source) -> dict[str, Any]:
     if found is None:
         return {}
     path = table_file(src, found[0], found[1], "parquet")
-    hp = pq.read_table(path, columns=["town", "monitoring_category", "risk_eliminated"]).to_pandas()
+    try:
+        with files.hold(src.publish_dir, found[0]["publication_id"]):
+            hp = pq.read_table(
+                path, columns=["town", "monitoring_category", "risk_eliminated"]
+            ).to_pandas()
+    except FileNotFoundError:  # pruned since the catalog was read
+        return {}
     monitored = dd.identified(hp["monitoring_category"])  # the same count as town_summary's
     eliminated = dd.eliminated(hp["monitoring_category"], hp["risk_eliminated"])
     towns = []
@@ -830,7 +863,11 @@ def lookup_person(src: Source, conn: Connection, id_number: str) -> dict[str, An
     profile: dict[str, Any] | None = None
     if found is not None:
         path = table_file(src, found[0], found[1], "parquet")
-        rows = pq.read_table(path, filters=[("id_number", "=", id_number)]).to_pandas()
+        try:
+            with files.hold(src.publish_dir, found[0]["publication_id"]):
+                rows = pq.read_table(path, filters=[("id_number", "=", id_number)]).to_pandas()
+        except FileNotFoundError:  # pruned since the catalog was read
+            rows = pd.DataFrame()
         if len(rows):
             profile = rows.iloc[0].to_dict()
     history: list[dict[str, Any]] = []

@@ -29,7 +29,10 @@ import portal_county
 from conftest import _backends, _pg_url, pg_schema_url
 from fastapi.routing import APIRoute
 
+from expectations.contract import load_contracts
+from expectations.gx_suite import build_suites
 from portal.app import create_app
+from portal.gx_labels import EXPECTATION_LABEL
 from portal.security import hash_password, new_api_token
 from tasks.alerts import raise_alerts
 from warehouse import portal_store as store
@@ -358,13 +361,18 @@ def test_every_route_denies_other_consumers_objects(
 
 
 def test_bureau_pages_are_the_bureaus_only(app: Any, county: portal_county.PortalCounty) -> None:
-    bureau_only = ["/bureau", "/reports", "/lookup?id_number=610000000000000000"]
+    bureau_only = ["/bureau", "/reports", "/lookup"]
+    wanted = {"id_number": "610000000000000000"}
     for consumer in DEPARTMENTS:
         web = login(app, USER_OF[consumer])
         for path in bureau_only:
             assert web.get(path).status_code == 404
+        csrf = _csrf(web.get("/night").text)
+        assert web.post("/lookup", data={**wanted, "csrf": csrf}).status_code == 404
     xc = login(app, "xc_admin")
     assert all(xc.get(p).status_code == 200 for p in bureau_only)
+    csrf = _csrf(xc.get("/lookup").text)
+    assert xc.post("/lookup", data={**wanted, "csrf": csrf}).status_code == 200
 
 
 def test_pages_need_a_login_and_the_api_a_valid_token(
@@ -544,7 +552,7 @@ def test_every_download_and_lookup_of_plain_ids_is_audited(
         columns=["id_number", "name"],
     ).to_pandas()
     id_number = str(profile["id_number"].iloc[0])
-    page = xc.get("/lookup", params={"id_number": id_number})
+    page = xc.post("/lookup", data={"id_number": id_number, "csrf": _csrf(xc.get("/lookup").text)})
     assert page.status_code == 200 and str(profile["name"].iloc[0]) in page.text
     downloads = [
         xc.get("/data/person_profile/download?format=csv"),
@@ -560,3 +568,72 @@ def test_every_download_and_lookup_of_plain_ids_is_audited(
     for i, r in enumerate(downloads, start=1):
         assert audit.loc[i, "sha256"] == hashlib.sha256(r.content).hexdigest()
         assert audit.loc[i, "personal"] == "plain"
+
+
+def test_the_lookup_keeps_the_id_number_out_of_every_url(
+    app: Any, county: portal_county.PortalCounty
+) -> None:
+    """一人一档 is a POST form with the CSRF token: the id number is in no URL the portal emits
+    (links, form actions, redirects) or acts on (a GET with it in the query looks nothing up),
+    and in no audit column."""
+    profile = pq.read_table(
+        Path(str(county.settings.publish_dir)) / "XC" / "person_profile.parquet",
+        columns=["id_number", "name"],
+    ).to_pandas()
+    id_number, name = str(profile["id_number"].iloc[1]), str(profile["name"].iloc[1])
+    xc = login(app, "xc_admin")
+    before = len(_audit(county))
+
+    form = xc.get("/lookup")
+    assert re.search(r'<form method="post" action="/lookup"', form.text)
+    by_get = xc.get("/lookup", params={"id_number": id_number})
+    assert by_get.status_code == 200
+    assert id_number not in by_get.text and name not in by_get.text
+    for data in ({"id_number": id_number}, {"id_number": id_number, "csrf": "forged"}):
+        r = xc.post("/lookup", data=data, follow_redirects=False)
+        assert r.status_code == 403 and name not in r.text
+    other_token = _csrf(login(app, "xc_admin").get("/lookup").text)
+    r = xc.post("/lookup", data={"id_number": id_number, "csrf": other_token})
+    assert r.status_code == 403
+    assert len(_audit(county)) == before  # nothing was looked up
+
+    r = xc.post(
+        "/lookup", data={"id_number": id_number, "csrf": _csrf(form.text)}, follow_redirects=False
+    )
+    assert r.status_code == 200 and name in r.text  # the answer is the POST's own response
+    assert id_number not in str(r.url) and "location" not in r.headers
+    urls = re.findall(r'(?:href|action|src|formaction)="([^"]*)"', r.text)
+    assert urls and not [u for u in urls if id_number in u or id_number.lower() in u]
+    audit = _audit(county).iloc[before:]
+    assert list(audit["action"]) == ["lookup"]
+    assert not audit.astype(str).apply(lambda col: col.str.contains(id_number)).any().any()
+
+
+def test_the_quality_page_speaks_chinese_not_gx_codes(
+    app: Any, county: portal_county.PortalCounty
+) -> None:
+    """Every expectation type the suites build has a Chinese label, and the data-quality page of
+    every delivery shows the labels and column headers, never a GX code."""
+    built = {
+        e.expectation_type
+        for contract in load_contracts().values()
+        for suite in build_suites(contract, exchange_date=county.last_day, previous_rows=100)
+        for e in suite.expectations
+    }
+    assert built and built <= set(EXPECTATION_LABEL), built - set(EXPECTATION_LABEL)
+    ledger = _table(county, "deliveries")
+    gx_root = county.config().gx_root
+    assert gx_root is not None
+    shown, validated = set(), set()
+    for username, (consumer, _, _) in portal_county.ACCOUNTS.items():
+        web = login(app, username)
+        for delivery_id in ledger.loc[ledger["dept"] == consumer, "delivery_id"]:
+            if any(gx_root.glob(f"**/validations/**/{delivery_id}/*/*.json")):
+                validated.add(delivery_id)
+            page = web.get(f"/quality/{delivery_id}")
+            assert page.status_code == 200, (username, delivery_id)
+            assert "expect_" not in page.text and ".contract<" not in page.text, delivery_id
+            if "校验结果" in page.text:
+                shown.add(delivery_id)
+                assert "不能为空" in page.text and "报送检查" in page.text
+    assert len(validated) >= len(portal_county.ACCOUNTS) and shown == validated

@@ -1,5 +1,8 @@
 """Published files: what departments consume. Only this module writes under PUBLISH_DIR.
 
+The folder layer beneath warehouse.publish: that package decides what a publication holds
+(tables, access, forms, catalog, audit, SQL); this module only lays files out, switches and prunes.
+
 Layout (docs/publishing.md):
 
     <publish_dir>/
@@ -504,7 +507,11 @@ def prune(publish_dir: Path, retention: Retention | int, now: datetime) -> list[
         folder = version_dir(publish_dir, publication_id)
         with _unheld(folder) as free:
             if free:
-                shutil.rmtree(folder)
+                # A reader arriving while the folder goes re-creates the hold file in it (then
+                # finds no catalog and lets go): a second pass removes what it left.
+                shutil.rmtree(folder, ignore_errors=True)
+                if folder.exists():
+                    shutil.rmtree(folder)
                 removed.append(publication_id)
     return removed
 
