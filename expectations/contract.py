@@ -7,6 +7,8 @@ code: adding one means adding a contract file (and sample files), not a module.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CONTRACTS_DIR = Path(__file__).parent / "contracts"
+EXPECTATIONS_DIR = Path(__file__).parent  # contracts/, calendar.yaml, access.yaml
+CONTRACTS_DIR = EXPECTATIONS_DIR / "contracts"
 
 ColumnType = Literal[
     "text", "id18", "credit_code", "int", "decimal", "date", "month", "bool", "enum", "enum_multi"
@@ -191,14 +194,66 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# The expectations in use: the package's own folder, or a copy a tool or test points to with
+# `use_expectations` (process-wide, like the contracts it stands for).
+_in_use: list[Path] = [EXPECTATIONS_DIR]
+# Called when the contracts in use change (warehouse.tables keeps its metadata in step).
+_listeners: list[Callable[[], object]] = []
+
+
+def expectations_dir() -> Path:
+    """The folder whose contracts/, calendar.yaml and access.yaml are in use."""
+    return _in_use[-1]
+
+
+@contextlib.contextmanager
+def use_expectations(directory: Path) -> Iterator[Path]:
+    """Within the block, the contracts, calendar and access matrix are read from `directory`
+    (a folder laid out like expectations/: contracts/, calendar.yaml, access.yaml).
+
+    Process-wide, for tools and tests that try a changed set of contracts (a new dataset)
+    without touching the installed one; the history tables follow (warehouse.tables)."""
+    directory = Path(directory).resolve()
+    if not (directory / "contracts" / "_common.yaml").is_file():
+        raise FileNotFoundError(f"{directory} holds no contracts/_common.yaml")
+    _in_use.append(directory)
+    try:
+        _changed()
+        yield directory
+    finally:
+        _in_use.pop()
+        _changed()
+
+
+def on_contracts_changed(listener: Callable[[], object]) -> None:
+    """Call `listener` whenever `use_expectations` changes the contracts in use (a layer above
+    that builds something from them: the warehouse's tables)."""
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
+
+
+def load_common(directory: Path | None = None) -> Common:
+    """The conventions of `directory` (default: the contracts in use)."""
+    return _load_common(directory or expectations_dir() / "contracts")
+
+
 @cache
-def load_common(directory: Path = CONTRACTS_DIR) -> Common:
+def _load_common(directory: Path) -> Common:
     return Common.model_validate(_load_yaml(directory / "_common.yaml"))
 
 
+def load_contracts(directory: Path | None = None) -> dict[str, Contract]:
+    """All dataset contracts of `directory` (default: the contracts in use), keyed by dataset
+    name, in a stable order; the same dict object on every call for the same folder."""
+    return _load_contracts(directory or expectations_dir() / "contracts")
+
+
 @cache
-def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
-    """All dataset contracts, keyed by dataset name, in a stable order."""
+def _load_contracts(directory: Path) -> dict[str, Contract]:
     contracts: dict[str, Contract] = {}
     for path in sorted(directory.glob("*.yaml")):
         if path.name.startswith("_"):

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from datashare.errors import ConfigurationError
+from expectations.contract import EXPECTATIONS_DIR
 from tasks.freshness import (
     check_freshness,
     expected_deliveries,
@@ -59,6 +60,29 @@ def test_a_broken_calendar_fails_loudly(tmp_path: Path, text: str, message: str)
     path.write_text(text)
     with pytest.raises(ConfigurationError, match=message):
         load_calendar(path)
+
+
+def test_every_dataset_needs_its_calendar_entry(tmp_path: Path) -> None:
+    installed = (EXPECTATIONS_DIR / "calendar.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "calendar.yaml"
+    # A forgotten entry would make the dataset silently never expected: refused, by name.
+    path.write_text(installed.replace("  WJ_MANBING: {weekdays: [tue]}\n", ""))
+    with pytest.raises(ConfigurationError, match=r"no entry for datasets \['WJ_MANBING'\]"):
+        load_calendar(path)
+    # So is an entry no contract declares, named with the missing one.
+    path.write_text(installed.replace("WJ_MANBING:", "WJ_MANBIN:"))
+    with pytest.raises(ConfigurationError) as caught:
+        load_calendar(path)
+    assert "unknown datasets ['WJ_MANBIN']" in str(caught.value)
+    assert "no entry for datasets ['WJ_MANBING']" in str(caught.value)
+    # "Not expected" is said explicitly, and is then never due.
+    path.write_text(
+        installed.replace("WJ_MANBING: {weekdays: [tue]}", "WJ_MANBING: {weekdays: []}")
+    )
+    calendar = load_calendar(path)
+    tuesday = WED - timedelta(days=1)
+    assert "WJ_MANBING" not in {ds for _, ds, _ in expected_deliveries(tuesday, calendar)}
+    assert "WJ_MANBING" in {ds for _, ds, _ in expected_deliveries(tuesday)}
 
 
 def _delivery(dataset: str, status: str, received_at: datetime, n: int = 0) -> dict[str, object]:

@@ -6,11 +6,18 @@ without a new revision makes alembic's autogenerate comparison find a difference
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
+from datashare.errors import ConfigurationError
+from expectations.contract import EXPECTATIONS_DIR, use_expectations
 from warehouse.db import connect, current_revision, head_revision, upgrade
+from warehouse.migrate import pending_changes, use_versions, write_revision
 from warehouse.tables import history_merges, history_tables, metadata, person_sources
 
 
@@ -72,3 +79,61 @@ def _is_alembic_bookkeeping(diff: object) -> bool:
         and diff[0] == "remove_table"
         and getattr(diff[1], "name", None) == "alembic_version"
     )
+
+
+def test_the_revision_command_has_nothing_to_write_for_the_installed_contracts() -> None:
+    assert pending_changes() == []
+    with pytest.raises(ConfigurationError, match="nothing to write"):
+        write_revision("nothing")
+
+
+_NEW = """\
+dataset: MZ_TEKUN
+dept: MZ
+title: 特困供养人员名册
+format: csv
+mode: snapshot
+key: [id_number]
+columns:
+- {name: name, header: 姓名, type: text, pii: name}
+- {name: id_number, header: 身份证号, type: id18, pii: id, required: true}
+- {name: monthly_amount, header: 月供养金, type: decimal}
+- {name: start_date, header: 认定日期, type: date}
+- {name: in_institution, header: 是否入住供养机构, type: bool}
+"""
+
+
+def test_a_generated_revision_migrates_sqlite_and_postgresql(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    expectations = tmp_path / "expectations"
+    shutil.copytree(EXPECTATIONS_DIR / "contracts", expectations / "contracts")
+    (expectations / "contracts" / "MZ_TEKUN.yaml").write_text(_NEW, encoding="utf-8")
+    with use_expectations(expectations):
+        pending = pending_changes()
+        assert sorted(d[0] for d in pending) == ["add_index", "add_table"]
+        assert {getattr(d[1], "table", d[1]).name for d in pending} == {"h_mz_tekun"}
+        path = write_revision("add MZ_TEKUN", tmp_path / "versions")
+        source = path.read_text(encoding="utf-8")
+        # Frozen: plain operations, nothing read from the contracts when it runs.
+        assert "import" not in source.replace("import sqlalchemy as sa", "").replace(
+            "from alembic import op", ""
+        )
+        assert 'postgresql_where=sa.text("is_current = true")' in source
+        with use_versions(tmp_path / "versions"):
+            assert head_revision() == path.name[:4]
+            engine = _engine(warehouse_url)
+            try:
+                assert current_revision(engine) == path.name[:4]
+                assert "h_mz_tekun" in inspect(engine).get_table_names()
+                with engine.connect() as conn:
+                    context = MigrationContext.configure(conn, opts={"compare_type": True})
+                    diff = [
+                        d
+                        for d in compare_metadata(context, metadata)
+                        if not _is_alembic_bookkeeping(d)
+                    ]
+                assert diff == []
+            finally:
+                engine.dispose()
+    assert "h_mz_tekun" not in metadata.tables

@@ -14,7 +14,9 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import yaml
 
+from datashare.errors import ConfigurationError
 from datashare.synth import (
     DEFECT_RULES,
     County,
@@ -34,6 +36,7 @@ from datashare.synth import (
     write_night,
 )
 from datashare.synth.files import rng_for
+from datashare.synth.from_contract import contract_gaps, contract_rows
 from datashare.synth.names import GB18030_ONLY
 from expectations.contract import Contract, get_contract, load_common, load_contracts
 from tasks.checks import credit_code_valid, id18_valid
@@ -493,3 +496,106 @@ def test_write_big_csv(tmp_path: Path) -> None:
     ids = pd.Series([r[names.index("id_number")] for r in lines[1:]], dtype=object)
     valid = id18_valid(ids.str.strip().str.upper())
     assert 0.6 < valid.mean() < 0.99  # messy forms and defects make the rest
+
+
+# --- a dataset with no builder: made from its contract, or refused with what it lacks ----------
+
+
+def _contract(text: str) -> Contract:
+    return Contract.model_validate(yaml.safe_load(text))
+
+
+_TEKUN = _contract(
+    """
+dataset: MZ_TEKUN
+dept: MZ
+title: 特困供养人员名册
+format: csv
+mode: snapshot
+key: [id_number]
+columns:
+- {name: village_code, header: 区划代码, type: text, pattern: '^\\d{12}$'}
+- {name: name, header: 姓名, type: text, pii: name, required: true}
+- {name: id_number, header: 身份证号, type: id18, pii: id, required: true}
+- {name: gender, header: 性别, type: enum, values: [男, 女]}
+- {name: head_name, header: 户主姓名, type: text, pii: name}
+- {name: support_mode, header: 供养方式, type: enum, values: [集中供养, 分散供养], required: true}
+- {name: monthly_amount, header: 月供养金, type: decimal, min: 300, max: 3000, required: true}
+- {name: visits, header: 走访次数, type: int, min: 1, max: 12}
+- {name: start_date, header: 认定日期, type: date, required: true}
+- {name: in_institution, header: 是否入住供养机构, type: bool}
+- {name: phone, header: 联系电话, type: text, pii: phone}
+"""
+)
+
+
+def test_a_dataset_without_a_builder_is_made_from_its_contract(county: County) -> None:
+    rows = contract_rows(county, _TEKUN, county.start)
+    assert list(rows.columns) == list(_TEKUN.column_names)
+    assert 0.02 * len(county.persons) < len(rows) < 0.08 * len(county.persons)
+    assert rows["id_number"].is_unique and id18_valid(rows["id_number"]).all()
+    persons = county.persons.set_index("id_number")
+    listed = persons.loc[rows["id_number"]]
+    # References take the county's facts: the person's name, gender, village, household head.
+    assert (rows["name"].to_numpy() == listed["name"].to_numpy()).all()
+    assert (rows["gender"].to_numpy() == listed["gender"].to_numpy()).all()
+    households = county.households.set_index("hh")
+    assert (rows["village_code"].to_numpy() == households.loc[listed["hh"], "village_code"]).all()
+    heads = county.persons["name"].to_numpy()[households.loc[listed["hh"], "head"].to_numpy()]
+    assert (rows["head_name"].to_numpy() == heads).all()
+    # Generated columns stay within what the contract allows.
+    assert set(rows["support_mode"]) <= {"集中供养", "分散供养"}
+    assert rows["monthly_amount"].between(300, 3000).all()
+    assert rows["visits"].between(1, 12).all()
+    assert (rows["start_date"] < pd.Timestamp(county.start)).all()
+    assert rows["in_institution"].isin([True, False]).all()
+    assert rows["phone"].str.fullmatch(r"1\d{10}").all()
+    # A snapshot changes only as the county does: a week later, the same persons, same values.
+    later = contract_rows(county, _TEKUN, county.start + timedelta(days=7))
+    same = rows.merge(later, on="id_number", suffixes=("", "_later"))
+    assert len(same) >= 0.9 * len(rows)
+    assert (same["monthly_amount"] == same["monthly_amount_later"]).all()
+
+
+@pytest.mark.parametrize(
+    "change, lacks",
+    [
+        ({"mode": "events"}, "when its events happen"),
+        ({"key": ["case_id"]}, "a key the county knows"),
+        (
+            {
+                "row_rules": [
+                    {
+                        "id": "r1",
+                        "check": "min_age",
+                        "columns": ["id_number"],
+                        "min_age": 60,
+                        "message": "m",
+                    }
+                ]
+            },
+            "row rules ['r1']",
+        ),
+        ({"merge_hook": "cancel_reversals"}, "merge hook cancel_reversals"),
+    ],
+)
+def test_a_contract_that_lacks_something_is_refused_by_name(
+    county: County, change: dict[str, object], lacks: str
+) -> None:
+    data = _TEKUN.model_dump(by_alias=True)
+    data["columns"] = [
+        *data["columns"],
+        {"name": "case_id", "header": "编号", "type": "text", "pattern": "^TK\\d{6}$"},
+    ]
+    contract = Contract.model_validate({**data, **change})
+    with pytest.raises(ConfigurationError, match="MZ_TEKUN") as caught:
+        contract_rows(county, contract, county.start)
+    assert lacks in str(caught.value)
+    assert "a source for column case_id: a pattern" in str(caught.value)
+
+
+def test_the_builders_of_the_sixteen_are_kept(county: County) -> None:
+    # Datasets with a builder of their own keep it (their output is what every test relies on);
+    # the generic builder would refuse MZ_DIBAO (its row rules), so this one is the builder's.
+    assert not dataset_rows(county, "MZ_DIBAO", county.start).empty
+    assert contract_gaps(county, CONTRACTS["MZ_DIBAO"])

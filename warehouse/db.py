@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 
 from datashare.errors import WarehouseUnavailable
+from warehouse.migrate import alembic_config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -56,9 +57,7 @@ def connect(url: str) -> Engine:
 
 
 def _config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
+    return alembic_config()  # warehouse/migrations, plus revisions warehouse.migrate adds
 
 
 def upgrade(engine: Engine) -> None:

@@ -6,6 +6,7 @@ run, on start) brings a database to the newest revision.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from expectations.contract import Contract, load_contracts
+from expectations.contract import Contract, load_contracts, on_contracts_changed
 
 metadata = MetaData(
     naming_convention={
@@ -178,10 +179,45 @@ def _history_table(contract: Contract) -> Table:
     return table
 
 
-# Dataset name -> its history table, for every contract.
-history_tables: dict[str, Table] = {
-    dataset: _history_table(contract) for dataset, contract in load_contracts().items()
-}
+class HistoryTables(Mapping[str, Table]):
+    """Dataset name -> its history table, for every contract in use.
+
+    Built from the contracts, and kept in step with them: a contract added by
+    `expectations.contract.use_expectations` (a tool or test trying a new dataset) gets its
+    table on `metadata`, and loses it when the block ends. A table whose contract is unchanged
+    stays the same object, so a module may hold one."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Contract] | None = None
+        self._built: dict[str, tuple[Contract, Table]] = {}
+
+    def _tables(self) -> dict[str, tuple[Contract, Table]]:
+        contracts = load_contracts()
+        if contracts is not self._seen:
+            for dataset, (contract, table) in list(self._built.items()):
+                if contracts.get(dataset) != contract:
+                    metadata.remove(table)
+                    del self._built[dataset]
+            for dataset, contract in contracts.items():
+                if dataset not in self._built:
+                    self._built[dataset] = (contract, _history_table(contract))
+            self._built = {d: self._built[d] for d in contracts}  # the contracts' order
+            self._seen = contracts
+        return self._built
+
+    def __getitem__(self, dataset: str) -> Table:
+        return self._tables()[dataset][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables())
+
+    def __len__(self) -> int:
+        return len(self._tables())
+
+
+history_tables = HistoryTables()
+len(history_tables)  # the tables of the contracts in use are on `metadata` from import on
+on_contracts_changed(history_tables.__len__)  # ... and stay there when they change
 
 # One row per merged delivery: which delivery gave each dataset's state on each exchange date.
 # It makes a merge safe to repeat and tells a re-delivery for a past date from a new night.
