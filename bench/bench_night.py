@@ -82,7 +82,7 @@ def disk_bytes(root: Path) -> int:
 
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("datashare")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "datashare.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, float, float, float]:

@@ -1,7 +1,6 @@
 """The `datashare` command, on top of every layer (flows, steps, warehouse, portal).
 
-The console script `datashare` is `cli.app:main`; `python -m cli` runs it too (and so does the
-old `python -m datashare.cli`, a shim kept for callers not yet moved).
+The console script `datashare` is `cli.app:main`; `python -m cli` runs it too.
 """
 
 from __future__ import annotations

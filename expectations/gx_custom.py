@@ -9,7 +9,7 @@
     ExpectPersonalValuesToBeBetween        rendering, but the result never lists a value
 
 Each is evaluated by the same vectorised function the quarantine engine calls
-(tasks.identity_codes.id18_valid, .credit_code_valid, expectations.row_rules.row_rule_broken),
+(domain.identity_codes.id18_valid, .credit_code_valid, expectations.row_rules.row_rule_broken),
 so GX and the engine judge a value the same way. Importing this module registers them with GX
 (GX keeps a process-wide registry keyed by the snake-case class name, e.g.
 ``expect_row_rule_to_hold``); the suites in expectations/gx_suite.py import it, so a suite JSON
@@ -72,9 +72,9 @@ with warnings.catch_warnings():
     from great_expectations.render.util import num_to_str
 
 from datashare.errors import CheckFailed  # re-exported: old import path
+from domain.identity_codes import credit_code_valid, id18_valid
 from expectations.contract import RowRule, get_contract
 from expectations.row_rules import row_rule_broken
-from tasks.identity_codes import credit_code_valid, id18_valid
 
 __all__ = [
     "CheckFailed",

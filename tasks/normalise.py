@@ -6,7 +6,7 @@ Every dataset gets the same treatment (../shared/spec README, "Normalisation"):
   apostrophe (Excel's text marker) removed, null tokens to null;
 * id18: upper-case X, 15-digit ids upgraded, a 20-digit certificate number cut to 18 digits;
   characters, length, province, birth date and check character checked
-  (tasks/identity_codes.py, the one home of identity codes);
+  (domain/identity_codes.py, the one home of identity codes);
 * dates, months, ints, decimals, booleans in every spelling of `common`; Excel serial day
   numbers for xlsx deliveries only;
 * enums: exact values, synonyms and numeric codes;
@@ -36,9 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from domain.arrow_text import offsets_and_bytes, text_array
+from domain.identity_codes import normalise_id18
 from expectations.contract import Column, Common, Contract
-from tasks.arrow_text import offsets_and_bytes, text_array
-from tasks.identity_codes import normalise_id18
 
 # Zero-width and invisible characters that NFKC leaves in place.
 _INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"

@@ -1,5 +1,8 @@
 """Read a delivered file (CSV, XLSX/XLS/ODS/ET, JSON) into text columns named after its contract.
 
+Over 600 lines on purpose: every format's reader shares one entry point, one set of limits
+(ReadLimits) and the isolated spreadsheet worker; split, the guards would be spread over files.
+
     read_delivery(content, file_name, contract, common, limits) -> RawDelivery
 
 Every value comes out as text (pandas ``string``, an empty cell is NA): nothing passes through a

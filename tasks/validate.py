@@ -31,27 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datashare.errors import ConservationError  # re-exported: old import path
+from domain.arrow_text import fixed_width, text_array
+from domain.identity_codes import credit_code_defects
+from domain.labels import RULE_TEXT  # what each rule means, as a department reads it
 from expectations.contract import Column, Common, Contract
-from tasks.arrow_text import fixed_width, text_array
-from tasks.identity_codes import IDENTITY_RULE_TEXT, credit_code_defects
 from tasks.mask import mask_series
 from tasks.normalise import NormalisedColumn, clean_text, empty_column, normalise_frame
 from tasks.read import NUMBER_CELL
 from tasks.rules import row_rule_broken
 
-# What each rule means, as a department reads it in its rejects.
-RULE_TEXT: dict[str, str] = {
-    "required": "必填项为空",
-    "enum": "取值不在规定范围内",
-    "pattern": "格式不符合要求",
-    "min": "小于允许的最小值",
-    "max": "大于允许的最大值",
-    "unparseable": "无法识别",
-    **IDENTITY_RULE_TEXT,  # id_* and credit_code*: tasks/identity_codes.py
-    "key_conflict": "同一主键有多条内容不同的记录",
-    "number_cell": "以数字格式导出，末位可能已丢失，请将该列设为文本后重新导出",
-    "control_character": "含有不可见的控制字符（如 NUL，显示为 ␀），请清除后重新导出",
-}
 # A message names at most this many rows of a group (a household, a key) that break a rule.
 _LISTED_ROWS = 10
 _TYPE_TEXT = {

@@ -192,7 +192,7 @@ def test_serve_starts_and_runs_the_nightly(tmp_path: Path) -> None:
     serve = subprocess.Popen(
         # One run at a time: on a loaded machine a run takes longer than the interval, and
         # runs started every 5 s would pile up and starve each other.
-        [sys.executable, "-m", "datashare.cli", "serve", "--interval", "5", "--limit", "1"],
+        [sys.executable, "-m", "cli", "serve", "--interval", "5", "--limit", "1"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -153,7 +153,7 @@ def test_a_failed_delivery_then_its_corrected_redelivery(env: Settings) -> None:
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "datashare.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

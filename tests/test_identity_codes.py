@@ -34,8 +34,7 @@ from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength
 
-from expectations.contract import get_contract, load_common
-from tasks.identity_codes import (
+from domain.identity_codes import (
     CC_ALPHABET,
     ID_CHECK_CHARS,
     IDENTITY_RULE_TEXT,
@@ -49,6 +48,7 @@ from tasks.identity_codes import (
     province_codes,
     upgrade_id15,
 )
+from expectations.contract import get_contract, load_common
 from tasks.validate import validate_rows
 
 D = date(2025, 3, 12)  # the exchange date: birth dates after it are impossible

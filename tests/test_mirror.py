@@ -14,9 +14,9 @@ from tasks.alerts import raise_alerts
 from tasks.freshness import check_freshness
 from tasks.intake import IntakeOptions, intake_delivery
 from tasks.landing import FsspecLanding
+from tasks.publication import publish
 from warehouse.db import connect, upgrade
 from warehouse.mirror import _fetch, mirror_tables, mirror_to_lake, restore_from_lake
-from warehouse.publish import publish
 
 DAY1 = date(2025, 3, 10)
 SECRET = b"mirror-test-secret"

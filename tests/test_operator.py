@@ -26,7 +26,7 @@ DAY = "2025-03-12"
 def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DATASHARE_")}
     return subprocess.run(
-        [sys.executable, "-m", "datashare.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env={**clean, "COLUMNS": "200", **env},

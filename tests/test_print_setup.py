@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from expectations.divisions import town_order
-from warehouse.publish import town_summary
+from tasks.publication import town_summary
 from warehouse.published import write_xlsx
 
 

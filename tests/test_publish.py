@@ -29,6 +29,7 @@ from sqlalchemy import Engine, insert, select, text
 
 from expectations.contract import load_contracts
 from tasks.checks import id18_check_char
+from tasks.publication import collect_shared_tables, publish, town_summary
 from warehouse import published as files
 from warehouse.db import connect, upgrade
 from warehouse.identity import person_key
@@ -39,12 +40,9 @@ from warehouse.publish import (
     PublishError,
     apply_access,
     check_access,
-    collect_shared_tables,
     default_access,
     prepare,
-    publish,
     table_def,
-    town_summary,
 )
 from warehouse.tables_publish import audit_log, publications
 
@@ -822,7 +820,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import pickle, sys, time
     from pathlib import Path
     from warehouse.db import connect
-    from warehouse.publish import publish
+    from tasks.publication import publish
 
     tables, secret, as_of = pickle.loads(Path(sys.argv[2]).read_bytes())
 

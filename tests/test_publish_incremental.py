@@ -14,9 +14,9 @@ from sqlalchemy import func, select, text
 from datashare.settings import Settings
 from datashare.synth import build_county, write_night
 from flows.nightly import run_nightly
+from tasks.publication import SqlTarget, publish
 from warehouse import published as files
 from warehouse.db import connect
-from warehouse.publish import SqlTarget, publish
 from warehouse.tables_publish import audit_log, publications
 
 SECRET = "s" * 32

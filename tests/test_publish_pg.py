@@ -26,13 +26,13 @@ from test_publish import (
 )
 
 from expectations.contract import load_contracts
+from tasks.publication import publish
 from warehouse.db import connect, upgrade
 from warehouse.identity import person_key
 from warehouse.publish import (
     SHARED_TABLES,
     SqlTarget,
     default_access,
-    publish,
     resolve_columns,
     table_def,
 )

@@ -33,6 +33,7 @@ from expectations.contract import load_common, load_contracts
 from tasks.intake import IntakeOptions, intake_delivery
 from tasks.landing import DeliveryRef
 from tasks.mask import mask_lookalikes_text
+from tasks.publication import publish
 from warehouse.db import connect, upgrade
 from warehouse.identity import person_key
 from warehouse.ledger import rejects_frame
@@ -44,7 +45,6 @@ from warehouse.publish import (
     default_access,
     ledger_tables,
     prepare,
-    publish,
 )
 
 pytestmark = pytest.mark.filterwarnings(

@@ -287,7 +287,8 @@ def test_a_thirteenth_rule_reaches_the_report_and_town_summary(tmp_path: Path) -
         with extra_rule(NO_LABOUR, no_labour):
             from tasks import reports
             from tasks.alerts import raise_alerts
-            from warehouse.publish import RISK_COLUMNS, table_def, town_summary
+            from tasks.publication import town_summary
+            from warehouse.publish import RISK_COLUMNS, table_def
             engine = connect({"sqlite:///" + str(tmp_path / "warehouse.db")!r})
             upgrade(engine)
             load(engine, D, roster(home("H1", head=pid(born(70)),

@@ -1,5 +1,8 @@
 """Full history of every dataset: merge one accepted delivery, rebuild from a date, read as of.
 
+Over 600 lines on purpose: merge, rebuild and the as-of reads share one row-version scheme
+(row_hash, valid_from/valid_to); kept together so that a change to it is made in one place.
+
     accepted rows (Arrow) ── row_hash + diff against the current keys (DuckDB)
         ├─ close      changed keys, keys missing from a snapshot, newly cancelled settlements
         ├─ insert     new versions (COPY on PostgreSQL, one executemany on SQLite)

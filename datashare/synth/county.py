@@ -53,6 +53,7 @@ from datashare.synth.files import (
     source_row,
     zfill,
 )
+from datashare.synth.from_contract import contract_rows
 from datashare.synth.names import (
     FEMALE_CHARS,
     MALE_CHARS,
@@ -62,8 +63,8 @@ from datashare.synth.names import (
     draw_names,
     force_rare_names,
 )
+from domain.identity_codes import CC_ALPHABET, credit_code_check_char, id18_check_char
 from expectations.contract import Common, Contract, load_common, load_contracts
-from tasks.identity_codes import CC_ALPHABET, credit_code_check_char, id18_check_char
 
 DIVISIONS_CSV = Path(expectations.__file__).parent / "reference" / "divisions.csv"
 COUNTY_NAME = "陇县"
@@ -2049,11 +2050,11 @@ def dataset_rows(county: County, dataset: str, exchange_date: date) -> pd.DataFr
     events dated that day (on the county's first night, the backlog; see the module docstring).
     Columns are the contract's canonical names; values are canonical (dates as datetime64,
     amounts as floats, bools as bools, enums as their canonical values, missing as None/NaN).
+    A dataset with no builder here is made from its contract (`from_contract`), or refused
+    with a ConfigurationError that says what its contract lacks for that.
     """
     contract = load_contracts()[dataset]
-    builder = SNAPSHOT_BUILDERS.get(dataset) or EVENT_BUILDERS.get(dataset)
-    if builder is None:
-        raise KeyError(f"the synthetic county does not produce {dataset}")
+    builder = SNAPSHOT_BUILDERS.get(dataset) or EVENT_BUILDERS.get(dataset) or contract_rows
     return builder(county, contract, exchange_date)
 
 

@@ -36,14 +36,14 @@ import numpy as np
 import pandas as pd
 import xlsxwriter
 
-from expectations.contract import Column, Common, Contract, RowRule
-from tasks.identity_codes import (
+from domain.identity_codes import (
     CC_ALPHABET,
     ID_CHECK_CHARS,
     id18_check_char,
     id18_checksum_ok,
     ids_from_numbers,
 )
+from expectations.contract import Column, Common, Contract, RowRule
 
 # Document dates of generated workbooks: a fixed value keeps re-generated files byte-identical.
 FIXED_TIMESTAMP = datetime(2025, 1, 1, 8, 0, 0)

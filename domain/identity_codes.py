@@ -9,7 +9,7 @@ codes and the Chinese message of each. Normalisation (`normalise_id18`), row val
 (`id18_check_char`, `ids_from_numbers`, `credit_code_check_char`) all import from here.
 
 Every check runs in numpy over k × 18 byte matrices of the values of the right length
-(tasks/arrow_text.py); only values of the wrong shape (a few per delivery) go through an Arrow
+(domain/arrow_text.py); only values of the wrong shape (a few per delivery) go through an Arrow
 regex that says what is wrong with them. No per-row Python.
 
 Defects, in the order they are looked for (a value gets the first that applies, so the
@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.arrow_text import fixed_width, text_array
+from domain.arrow_text import fixed_width, text_array
 
 # GB 11643: weights of digits 1-17 (2^(18-i) mod 11) and the check character for sum mod 11.
 ID_WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

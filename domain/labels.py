@@ -6,8 +6,8 @@ declarations, not written twice:
 
     columns   the contracts' Chinese headers (expectations/contracts/*.yaml)
     rules     alert rules: their id and title (domain/alert_rules.py);
-              row-validation rules: tasks.validate.RULE_TEXT (what the department reads)
-    outcomes  XC_HECHA's outcomes, from its contract (tasks.alerts.FEEDBACK_STATUS)
+              row-validation rules: RULE_TEXT below (what the department reads; tasks.validate)
+    outcomes  XC_HECHA's outcomes: FEEDBACK_STATUS below (tasks.alerts reads it)
     statuses  ledger (deliveries.status), freshness states, alert statuses, severities: below
 
     label("ledger", "loaded") -> "已入库"       label("severity", "high") -> "高"
@@ -24,13 +24,13 @@ from functools import cache
 from typing import Literal
 
 from domain.alert_rules import declared_rules
+from domain.identity_codes import IDENTITY_RULE_TEXT
 from expectations.contract import load_contracts
-from tasks.alerts import FEEDBACK_STATUS
-from tasks.freshness import STATES
-from tasks.validate import RULE_TEXT
 
 Kind = Literal["ledger", "freshness", "alert_status", "severity", "rule", "outcome"]
 
+# XC_HECHA's outcomes (its contract's enum) -> the alert status a feedback row gives.
+FEEDBACK_STATUS = {"已纳入监测": "confirmed", "核实排除": "dismissed", "数据错误": "data_error"}
 LEDGER_STATUS = {
     "loaded": "已入库",
     "failed": "退回",
@@ -53,7 +53,19 @@ DELIVERY_RULES = {
     "unreadable": "文件无法读取",
 }
 
-assert set(FRESHNESS_STATE) == set(STATES), "every freshness state needs a label"
+# What each row-validation rule means, as a department reads it in its rejects (tasks.validate).
+RULE_TEXT: dict[str, str] = {
+    "required": "必填项为空",
+    "enum": "取值不在规定范围内",
+    "pattern": "格式不符合要求",
+    "min": "小于允许的最小值",
+    "max": "大于允许的最大值",
+    "unparseable": "无法识别",
+    **IDENTITY_RULE_TEXT,  # id_* and credit_code*: domain/identity_codes.py
+    "key_conflict": "同一主键有多条内容不同的记录",
+    "number_cell": "以数字格式导出，末位可能已丢失，请将该列设为文本后重新导出",
+    "control_character": "含有不可见的控制字符（如 NUL，显示为 ␀），请清除后重新导出",
+}
 
 
 def _rules() -> dict[str, str]:

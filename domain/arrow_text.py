@@ -1,6 +1,6 @@
 """Arrow text columns as bytes: the fixed-width views the vectorised checks run on.
 
-Identity codes (tasks/identity_codes.py), normalisation and duplicate detection read a column
+Identity codes (domain/identity_codes.py), normalisation and duplicate detection read a column
 of text once as one contiguous Arrow large_string buffer and test fixed-width values as a k × w
 uint8 matrix, in numpy: no per-row Python.
 """

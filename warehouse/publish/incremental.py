@@ -1,0 +1,179 @@
+"""Incremental publication: what a table is built from, and which files a version can reuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from expectations.contract import load_contracts
+from warehouse import published as files
+from warehouse.publish.access import AccessMatrix, RowCondition, resolve_columns
+from warehouse.publish.tables import _dataset_def, table_def
+from warehouse.tables import deliveries
+
+# --- incremental publication: what a table is built from -----------------------------------------
+
+# Bump when the same input gives other published bytes (a writer or a masking rule changed):
+# every table is then written again once.
+_SOURCE_FORMAT = "1"
+_SOURCES = ".sources.json"  # in a version folder: (consumer/table) -> source digest, entry
+
+
+def _schema_revision(conn: Connection) -> str:
+    try:
+        with conn.begin_nested():  # a failed statement must not abort the caller's transaction
+            found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except Exception:  # no migrations table (tests build the schema directly)
+        return ""
+    return ",".join(sorted(found))
+
+
+def dataset_sources(conn: Connection, as_of: date) -> dict[str, str]:
+    """Per dataset, a digest of what its rows as of `as_of` are built from.
+
+    The dataset's ledger up to that date (a new, re-delivered, superseded or forced delivery
+    changes it), the warehouse schema's revision and the published definition. History is
+    written only by deliveries, so equal digests mean equal current rows; it is read from the
+    small ledger, not by reading the tables.
+    """
+    return _dataset_inputs(conn, as_of)[0]
+
+
+def _dataset_inputs(conn: Connection, as_of: date) -> tuple[dict[str, str], dict[str, date]]:
+    """dataset_sources, and per dataset the exchange date of its latest delivery up to as_of
+    (the date its published content last changed: the XLSX creation date, so a file linked
+    from an earlier night and one written tonight are the same bytes)."""
+    d = deliveries.c
+    revision = _schema_revision(conn)
+    found = conn.execute(
+        select(d.dataset, d.delivery_id, d.exchange_date, d.sha256, d.status)
+        .where(d.exchange_date <= as_of)
+        .order_by(d.dataset, d.delivery_id)
+    ).all()
+    ledger: dict[str, list[str]] = {}
+    latest: dict[str, date] = {}
+    for dataset, delivery_id, day, sha, status in found:
+        ledger.setdefault(dataset, []).append(f"{delivery_id}|{day}|{sha}|{status}")
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        latest[dataset] = max(latest.get(dataset, day), day)
+    out: dict[str, str] = {}
+    for dataset in load_contracts():
+        digest = hashlib.sha256(f"{_SOURCE_FORMAT}|{revision}|{_dataset_def(dataset)!r}".encode())
+        for item in ledger.get(dataset, ()):
+            digest.update(b"\n" + item.encode())
+        out[dataset] = digest.hexdigest()
+    return out, latest
+
+
+def _created(matrix: AccessMatrix, changed_on: Mapping[str, date]) -> dict[tuple[str, str], date]:
+    """(consumer, dataset table) -> the latest delivery date of what it is built from."""
+    created: dict[tuple[str, str], date] = {}
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            days = [changed_on[t] for t in {table} | _referenced(entry.rows) if t in changed_on]
+            if table in load_contracts() and days:
+                created[(consumer, table)] = max(days)
+    return created
+
+
+def _referenced(rows: Iterable[RowCondition]) -> set[str]:
+    """Tables a row condition reads (in_table), transitively."""
+    found: set[str] = set()
+    for cond in rows:
+        if cond.in_table is not None:
+            found |= {cond.in_table.table} | _referenced(cond.in_table.rows)
+    return found
+
+
+def _dated(rows: Iterable[RowCondition]) -> bool:
+    return any(
+        cond.age is not None or (cond.in_table is not None and _dated(cond.in_table.rows))
+        for cond in rows
+    )
+
+
+def _plan(
+    matrix: AccessMatrix,
+    as_of: date,
+    secret: bytes,
+    xlsx_max_rows: int,
+    sources: Mapping[str, str],
+) -> dict[tuple[str, str], str | None]:
+    """(consumer, table) -> digest of everything its files are made from (None: unknown, so
+    always written: the profiles, alerts, ledger and audit log are rebuilt every night)."""
+    base = hashlib.sha256(b"datashare-publication-source|" + secret).hexdigest()
+    plan: dict[tuple[str, str], str | None] = {}
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            inputs = {table} | _referenced(entry.rows)
+            if any(t not in sources for t in inputs):
+                plan[(consumer, table)] = None
+                continue
+            columns = resolve_columns(matrix, table_def(table), entry)
+            dated = _dated(entry.rows) or any(c.derived for c, _ in columns)
+            payload = {
+                "format": _SOURCE_FORMAT,
+                "base": base,
+                "xlsx_max_rows": xlsx_max_rows,
+                "consumer": consumer,
+                "table": table,
+                "entry": entry.model_dump(mode="json", by_alias=True),
+                "never": sorted(matrix.never_columns),
+                "inputs": {t: sources[t] for t in sorted(inputs)},
+                "as_of": as_of.isoformat() if dated else None,  # ages move with the date
+            }
+            blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+            plan[(consumer, table)] = hashlib.sha256(blob).hexdigest()
+    return plan
+
+
+@dataclass(frozen=True)
+class _Previous:
+    root: Path
+    sources: dict[str, dict[str, Any]]  # "CONSUMER/table" -> {"source": digest, "entry": …}
+
+
+def _previous_version(publish_dir: Path) -> _Previous | None:
+    current = files.current_publication(publish_dir)
+    if current is None:
+        return None
+    root = files.version_dir(publish_dir, current)
+    try:
+        content = json.loads((root / _SOURCES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _Previous(root, content if isinstance(content, dict) else {})
+
+
+def _reusable(
+    previous: _Previous, planned: Mapping[tuple[str, str], str | None]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Outputs whose source is that of the current publication and whose files are there."""
+    reuse = {}
+    for (consumer, table), source in planned.items():
+        before = previous.sources.get(f"{consumer}/{table}")
+        if source is None or before is None or before.get("source") != source:
+            continue
+        entry = before.get("entry") or {}
+        paths = [previous.root / f["path"] for f in entry.get("files", ())]
+        if paths and all(p.is_file() for p in paths):
+            reuse[(consumer, table)] = entry
+    return reuse
+
+
+def _needed(matrix: AccessMatrix, reuse: Mapping[tuple[str, str], Any]) -> set[str]:
+    """Datasets some output that is written again reads (itself or through a grant's rows)."""
+    datasets = set(load_contracts())
+    needed: set[str] = set()
+    for consumer, entries in matrix.consumers.items():
+        for table, entry in entries.items():
+            if (consumer, table) not in reuse:
+                needed |= ({table} | _referenced(entry.rows)) & datasets
+    return needed

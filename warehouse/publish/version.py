@@ -1,0 +1,544 @@
+"""Writing a publication: a version folder, its catalog, the audit rows, then the switch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from warehouse import published as files
+from warehouse.publish.access import AccessMatrix, default_access, resolve_columns
+from warehouse.publish.forms import _Context, _project, prepare
+from warehouse.publish.incremental import (
+    _SOURCES,
+    _created,
+    _dataset_inputs,
+    _needed,
+    _plan,
+    _previous_version,
+    _reusable,
+)
+from warehouse.publish.inputs import audit_frame
+from warehouse.publish.sql import SqlTarget, _publish_sql
+from warehouse.publish.tables import (
+    XLSX_MAX_ROWS,
+    ColumnDef,
+    Form,
+    SharedTables,
+    _Output,
+    table_def,
+)
+from warehouse.published import Retention
+from warehouse.tables_publish import audit_log, publications
+
+log = logging.getLogger(__name__)
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What one publication did (small: ids and counts)."""
+
+    publication_id: str
+    as_of: date
+    path: Path  # the version folder
+    consumers: tuple[str, ...]
+    files: int
+    rows: int
+    catalog_sha256: str
+    sql_schemas: tuple[str, ...] = ()
+    tables_written: int = 0  # (consumer, table) outputs written in this publication
+    tables_linked: int = 0  # unchanged since the previous publication: files hard-linked
+    bytes_written: int = 0  # bytes of the files written (linked ones not counted)
+    pruned: tuple[str, ...] = ()  # versions removed by the retention after the switch
+
+
+_ARROW: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "id18": pa.string(),
+    "key": pa.string(),
+    "date": pa.date32(),
+    "int": pa.int64(),
+    "decimal": pa.float64(),
+    "ratio": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def to_arrow(frame: pd.DataFrame, columns: list[tuple[ColumnDef, Form]]) -> pa.Table:
+    """The published Arrow table: types fixed by the definition, labels in field metadata."""
+    fields, arrays = [], []
+    for column, form in columns:
+        kind = _ARROW[column.type]
+        values = frame[column.name]
+        if column.type == "date":
+            array = pa.Array.from_pandas(values).cast(pa.date32())
+        elif column.type == "timestamp":
+            array = pa.Array.from_pandas(values).cast(kind, safe=False)
+        else:
+            array = pa.Array.from_pandas(values, type=kind)
+        arrays.append(array)
+        fields.append(
+            pa.field(
+                column.name,
+                kind,
+                metadata={"label": column.label, "type": column.type, "form": form},
+            )
+        )
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _catalog_entry(out: _Output, title: str) -> dict[str, Any]:
+    return {
+        "consumer": out.consumer,
+        "table": out.table,
+        "title": title,
+        "rows": out.rows,
+        "personal": out.personal,
+        "columns": [
+            {"name": c.name, "label": c.label, "type": c.type, "form": form}
+            for c, form in out.columns
+        ],
+        "files": out.files,
+    }
+
+
+class Collector(Protocol):
+    """Reads the plain shared tables as of a date (tasks.publication.collect_shared_tables)."""
+
+    def __call__(
+        self, conn: Connection, as_of: date, *, datasets: Iterable[str] | None = None
+    ) -> dict[str, pd.DataFrame]: ...
+
+
+# town_summary from the prepared household_profile, person_profile and alerts.
+Summariser = Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], pd.DataFrame]
+
+
+def write_publication(
+    engine: Engine,
+    publish_dir: Path,
+    *,
+    collect: Collector,
+    summarise: Summariser,
+    as_of: date,
+    secret: bytes,
+    tables: SharedTables | None = None,
+    keep_days: int = 30,
+    actor: str = "nightly",
+    access: AccessMatrix | None = None,
+    sql: SqlTarget | None = None,
+    xlsx_max_rows: int = XLSX_MAX_ROWS,
+    on_consumer: Callable[[str], None] | None = None,
+    retention: Retention | None = None,
+    incremental: bool = True,
+    workers: int | None = None,
+) -> Publication:
+    """Publish the shared dataset to every consumer, atomically, with an audit trail (called
+    through tasks.publication.publish, which gives it the providers).
+
+    collect reads the plain shared tables, summarise computes town_summary from the prepared
+    profiles and alerts: both are steps (tasks.publication), passed in so that the warehouse
+    writes every byte without importing the layer above it.
+
+    tables: the plain shared tables (default: `collect` as of `as_of`); the audit
+    log is added from the warehouse. Files go to a version folder, then `current` is switched;
+    on PostgreSQL the pub_<consumer> schemas are rebuilt in one transaction. `on_consumer` is
+    called after each consumer's files are written (progress, tests).
+
+    Incremental (when the tables are read from the warehouse): a consumer's table whose inputs
+    (`dataset_sources`: the deliveries it is built from, the definition, the secret, the
+    exchange date where an age is computed) are those of the current publication is not read
+    nor written again: its files are hard-linked from the current version, its catalog entry
+    and audit rows repeat the same hash. `incremental=False` writes everything (same bytes).
+    Changed tables are written `workers` at a time. After the switch, versions the retention
+    (default: the last `keep_days` exchange dates and 12 month ends) does not keep are pruned.
+    """
+    matrix = access or default_access()
+    target = sql or SqlTarget()
+    publish_dir = Path(publish_dir)
+    retention = retention or Retention(nights=keep_days)
+    with files.publish_lock(publish_dir):
+        files.remove_incomplete(publish_dir)
+        previous = _previous_version(publish_dir) if incremental and tables is None else None
+        reuse: dict[tuple[str, str], dict[str, Any]] = {}
+        planned: dict[tuple[str, str], str | None] = {}
+        created: dict[tuple[str, str], date] = {}
+        with engine.begin() as conn:
+            # Left 'writing' by a run that died: switched in (only the bookkeeping failed)
+            # or not.
+            current = files.current_publication(publish_dir)
+            writing = publications.c.status == "writing"
+            conn.execute(
+                update(publications)
+                .where(writing, publications.c.publication_id == current)
+                .values(status="published")
+            )
+            conn.execute(update(publications).where(writing).values(status="abandoned"))
+            if tables is None:
+                sources, changed_on = _dataset_inputs(conn, as_of)
+                # A dataset never delivered has no date of its own: its (empty) files carry
+                # the exchange date, so they are written every night.
+                sources = {t: s for t, s in sources.items() if t in changed_on}
+                planned = _plan(matrix, as_of, secret, xlsx_max_rows, sources)
+                created = _created(matrix, changed_on)
+                if previous is not None:
+                    reuse = _reusable(previous, planned)
+                tables = collect(conn, as_of, datasets=_needed(matrix, reuse))
+            if "audit_log" not in tables:
+                tables = {**tables, "audit_log": audit_frame(conn)}
+        prepared = {name: prepare(name, frame, secret, matrix) for name, frame in tables.items()}
+        if {
+            "household_profile",
+            "person_profile",
+            "alerts",
+        } <= prepared.keys() and "town_summary" not in prepared:
+            prepared["town_summary"] = prepare(
+                "town_summary",
+                summarise(
+                    prepared["household_profile"], prepared["person_profile"], prepared["alerts"]
+                ),
+                secret,
+                matrix,
+            )
+        started = files.utc_now()
+        with engine.begin() as conn:
+            publication_id = _start(conn, as_of, actor, started)
+        try:
+            outputs = _write_version(
+                publish_dir,
+                publication_id,
+                as_of,
+                started,
+                prepared,
+                matrix,
+                xlsx_max_rows,
+                on_consumer,
+                planned=planned,
+                created=created,
+                reuse=reuse,
+                previous=previous.root if previous is not None else None,
+                workers=workers or _default_workers(),
+            )
+            catalog = files.version_dir(publish_dir, publication_id) / files.CATALOG
+            catalog_sha = files.seal(catalog)
+            consumers = tuple(dict.fromkeys(o.consumer for o in outputs))
+            schemas: tuple[str, ...] = ()
+            with engine.begin() as conn:
+                _audit(conn, publication_id, actor, outputs, catalog_sha)
+                if conn.dialect.name == "postgresql" and target.enabled:
+                    schemas = _publish_sql(
+                        conn,
+                        outputs,
+                        target,
+                        publication_id,
+                        actor,
+                        previous=current,
+                        root=files.version_dir(publish_dir, publication_id),
+                    )
+            files.switch(
+                publish_dir, publication_id, consumers, links=files.symlinks_supported(publish_dir)
+            )
+        except BaseException:
+            _abandon(engine, publish_dir, publication_id)
+            raise
+        finished = files.utc_now()
+        with engine.begin() as conn:
+            conn.execute(
+                update(publications)
+                .where(publications.c.publication_id == publication_id)
+                .values(
+                    status="published",
+                    finished_at=finished,
+                    consumers=len(consumers),
+                    files=sum(len(o.files) for o in outputs),
+                    catalog_sha256=catalog_sha,
+                )
+            )
+        removed = files.prune(publish_dir, retention, finished)
+        if removed:
+            with engine.begin() as conn:
+                _audit_pruned(conn, actor, removed)
+    result = Publication(
+        publication_id=publication_id,
+        as_of=as_of,
+        path=files.version_dir(publish_dir, publication_id),
+        consumers=consumers,
+        files=sum(len(o.files) for o in outputs),
+        rows=sum(o.rows for o in outputs),
+        catalog_sha256=catalog_sha,
+        sql_schemas=schemas,
+        tables_written=sum(not o.reused for o in outputs),
+        tables_linked=sum(o.reused for o in outputs),
+        bytes_written=sum(f["bytes"] for o in outputs if not o.reused for f in o.files),
+        pruned=tuple(removed),
+    )
+    log.info(
+        "publication %s (%s): %d consumers, %d files, %d rows; %d tables written, %d linked "
+        "unchanged; %d old versions removed",
+        publication_id,
+        as_of,
+        len(consumers),
+        result.files,
+        result.rows,
+        result.tables_written,
+        result.tables_linked,
+        len(removed),
+    )
+    return result
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _audit_pruned(conn: Connection, actor: str, removed: Iterable[str]) -> None:
+    """The files of pruned versions are gone; their audit rows stay, and this says when."""
+    at = files.utc_now()
+    conn.execute(
+        insert(audit_log),
+        [
+            {
+                "at": at,
+                "actor": actor,
+                "action": "prune",
+                "publication_id": publication_id,
+                "consumer": None,
+                "object": f"{files.VERSIONS}/{publication_id}",
+                "rows": None,
+                "sha256": None,
+                "personal": "none",
+            }
+            for publication_id in removed
+        ],
+    )
+
+
+def _start(conn: Connection, as_of: date, actor: str, started: datetime) -> str:
+    done = conn.execute(
+        select(func.count()).select_from(publications).where(publications.c.as_of == as_of)
+    ).scalar_one()
+    publication_id = f"{as_of:%Y%m%d}-{done + 1:02d}"
+    conn.execute(
+        insert(publications).values(
+            publication_id=publication_id,
+            as_of=as_of,
+            actor=actor,
+            status="writing",
+            started_at=started,
+        )
+    )
+    return publication_id
+
+
+def _abandon(engine: Engine, publish_dir: Path, publication_id: str) -> None:
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(publications)
+                .where(publications.c.publication_id == publication_id)
+                .values(status="abandoned")
+            )
+        files.remove_version(publish_dir, publication_id)
+    except Exception:  # the original error matters more; the next run cleans up
+        log.exception("publication %s could not be cleaned up", publication_id)
+
+
+def _write_version(
+    publish_dir: Path,
+    publication_id: str,
+    as_of: date,
+    started: datetime,
+    prepared: dict[str, pd.DataFrame],
+    matrix: AccessMatrix,
+    xlsx_max_rows: int,
+    on_consumer: Callable[[str], None] | None,
+    *,
+    planned: Mapping[tuple[str, str], str | None] | None = None,
+    created: Mapping[tuple[str, str], date] | None = None,
+    reuse: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    previous: Path | None = None,
+    workers: int = 1,
+) -> list[_Output]:
+    root = files.version_dir(publish_dir, publication_id)
+    root.mkdir(parents=True)
+    planned, reuse = planned or {}, reuse or {}
+    outputs: list[_Output] = []
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for consumer, entries in matrix.consumers.items():
+            ctx = _Context(consumer, as_of, prepared.get)
+            mine: list[_Output] = []
+            for table in entries:
+                before = reuse.get((consumer, table))
+                if before is not None and previous is not None:
+                    out = _Output(
+                        consumer,
+                        table,
+                        resolve_columns(matrix, table_def(table), entries[table]),
+                        None,
+                        files=[dict(f) for f in before["files"]],
+                        rows=int(before["rows"]),
+                        source=planned.get((consumer, table)),
+                        reused=True,
+                    )
+                    for f in out.files:
+                        files.link_unchanged(previous / f["path"], root / f["path"])
+                    mine.append(out)
+                    continue
+                if table not in prepared:
+                    continue
+                projected = _project(matrix, consumer, table, prepared[table], ctx)
+                if projected is None:
+                    continue
+                frame, columns = projected
+                mine.append(
+                    _Output(
+                        consumer,
+                        table,
+                        columns,
+                        to_arrow(frame, columns),
+                        source=planned.get((consumer, table)),
+                        created=(created or {}).get((consumer, table)),
+                    )
+                )
+            jobs = [
+                pool.submit(_write_files, root, o, as_of, xlsx_max_rows)
+                for o in mine
+                if not o.reused
+            ]
+            for job in jobs:
+                job.result()
+            if mine:
+                catalog = _catalog(publication_id, as_of, started, mine)
+                files.write_json(root / consumer / files.CATALOG, catalog)
+                files.seal(root / consumer / files.CATALOG)
+            outputs += mine
+            if on_consumer is not None:
+                on_consumer(consumer)
+    files.write_json(
+        root / _SOURCES,
+        {
+            f"{o.consumer}/{o.table}": {
+                "source": o.source,
+                "entry": _catalog_entry(o, table_def(o.table).title),
+            }
+            for o in outputs
+            if o.source is not None
+        },
+    )
+    files.write_json(root / files.CATALOG, _catalog(publication_id, as_of, started, outputs))
+    return outputs
+
+
+def _catalog(
+    publication_id: str, as_of: date, started: datetime, outputs: list[_Output]
+) -> dict[str, Any]:
+    return {
+        "publication_id": publication_id,
+        "exchange_date": as_of.isoformat(),
+        "published_at": started.isoformat(),
+        "tables": [_catalog_entry(o, table_def(o.table).title) for o in outputs],
+    }
+
+
+def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: int) -> None:
+    assert out.data is not None  # linked outputs are not written
+    folder = root / out.consumer
+    labels = [c.label for c, _ in out.columns]
+    parquet = folder / f"{out.table}.parquet"
+    files.write_parquet(parquet, out.data)
+    written = [(parquet, "parquet")]
+    if out.data.num_rows <= xlsx_max_rows:
+        sheet = folder / f"{out.table}.xlsx"
+        created = out.created or as_of
+        files.write_xlsx(sheet, out.data, labels, sheet=table_def(out.table).title, created=created)
+        written.append((sheet, "xlsx"))
+    else:
+        sheet = folder / f"{out.table}.csv"
+        files.write_csv_bom(sheet, out.data, labels)
+        written.append((sheet, "csv"))
+    for path, kind in written:
+        out.files.append(
+            {
+                "path": f"{out.consumer}/{path.name}",
+                "format": kind,
+                "sha256": files.seal(path),
+                "bytes": path.stat().st_size,
+            }
+        )
+
+
+def _audit(
+    conn: Connection, publication_id: str, actor: str, outputs: list[_Output], catalog_sha: str
+) -> None:
+    at = files.utc_now()
+    strongest = next(
+        (f for f in ("plain", "masked", "key") if any(o.personal == f for o in outputs)), "none"
+    )
+    rows = [
+        {
+            "at": at,
+            "actor": actor,
+            "action": "publication",
+            "publication_id": publication_id,
+            "consumer": None,
+            "object": files.CATALOG,
+            "rows": sum(o.rows for o in outputs),
+            "sha256": catalog_sha,
+            "personal": strongest,
+        }
+    ]
+    rows += [
+        {
+            "at": at,
+            "actor": actor,
+            "action": "file",
+            "publication_id": publication_id,
+            "consumer": o.consumer,
+            "object": f["path"],
+            "rows": o.rows,
+            "sha256": f["sha256"],
+            "personal": o.personal,
+        }
+        for o in outputs
+        for f in o.files
+    ]
+    conn.execute(insert(audit_log), rows)
+
+
+def record_export(
+    conn: Connection,
+    *,
+    actor: str,
+    consumer: str | None,
+    obj: str,
+    rows: int,
+    sha256: str | None,
+    personal: str,
+) -> None:
+    """Record an export made outside a publication (e.g. an ad-hoc file with plain ids)."""
+    conn.execute(
+        insert(audit_log).values(
+            at=files.utc_now(),
+            actor=actor,
+            action="export",
+            publication_id=None,
+            consumer=consumer,
+            object=obj,
+            rows=rows,
+            sha256=sha256,
+            personal=personal,
+        )
+    )
