@@ -14,12 +14,14 @@ Prefect starts, so a conflict never reaches Prefect's logs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -49,7 +51,9 @@ from datashare.errors import (
 from datashare.settings import Settings, settings_error
 
 if TYPE_CHECKING:
+    from expectations.contract import Contract
     from flows.nightly import NightResult
+    from tasks.freshness import Calendar
     from tasks.intake import IntakeSummary
 
 T = TypeVar("T")
@@ -57,9 +61,28 @@ T = TypeVar("T")
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="datashare — county data exchange for 防返贫动态监测.",
+    help="datashare：县级防返贫动态监测数据交换（接收、比对、预警、发布、报告）。",
 )
-db_app = typer.Typer(help="Warehouse schema.")
+db_app = typer.Typer(help="仓库结构（数据库表）。")
+
+
+def _typer_words_in_chinese() -> None:
+    """Typer's own words on help screens, in Chinese (module constants it reads per call).
+    Click's own `--help` line and usage errors stay as Click writes them."""
+    from typer import rich_utils
+
+    rich_utils.REQUIRED_LONG_STRING = "[必填]"
+    rich_utils.DEFAULT_STRING = "[默认：{}]"
+    rich_utils.ENVVAR_STRING = "[环境变量：{}]"
+    rich_utils.ARGUMENTS_PANEL_TITLE = "参数"
+    rich_utils.OPTIONS_PANEL_TITLE = "选项"
+    rich_utils.COMMANDS_PANEL_TITLE = "命令"
+    rich_utils.ERRORS_PANEL_TITLE = "错误"
+    rich_utils.ABORTED_TEXT = "已中止。"
+    rich_utils.RICH_HELP = "用 [blue]'{command_path} {help_option}'[/] 查看帮助。"
+
+
+_typer_words_in_chinese()
 app.add_typer(db_app, name="db")
 console = Console(stderr=False)
 err_console = Console(stderr=True, soft_wrap=True)  # one-line reasons stay one line
@@ -123,6 +146,11 @@ def quiet_prefect(settings: Settings) -> None:
         "PREFECT_LOGGING_SERVER_LEVEL": "CRITICAL",
         "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_LOG_PRINTS": "false",
+        # A run's own log lines (progress, per stage) reach the Prefect API at INFO, while the
+        # console shows only warnings: the CLI shows the progress lines itself.
+        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
         "PREFECT_CLI_PROMPT": "false",
         # A loaded 2-core machine was seen to need over 60 s to start the embedded API.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -133,7 +161,7 @@ def quiet_prefect(settings: Settings) -> None:
 
 def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:
     """One row per delivery: counts and outcome (file names are in the published ledger)."""
-    from tasks.labels import label
+    from domain.labels import label
 
     table = Table(title=title, show_lines=False)
     numeric = {"行数", "入库", "问题", "重复"}
@@ -233,28 +261,77 @@ AllowFuture = Annotated[
     bool,
     typer.Option(
         "--allow-future-date",
-        help="Accept an exchange date after today (Asia/Shanghai); refused otherwise.",
+        help="接受晚于今天（北京时间）的交换日期；默认拒绝。",
     ),
 ]
 
 
+class _ProgressLines(logging.Handler):
+    """Hands the progress lines of a run's log (flows.nightly.progress) to `show`."""
+
+    def __init__(self, key: str, show: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.key = key
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, self.key, False):
+            self.show(record.getMessage())
+
+
+@contextlib.contextmanager
+def progress_shown(description: str) -> Iterator[None]:
+    """Show a run's progress lines as they come (a spinner with the stage, and one line per
+    stage kept on screen), as `demo` does; the run happens inside the block."""
+    from prefect.logging.configuration import ensure_logging_setup
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.nightly import PROGRESS
+
+    ensure_logging_setup()  # Prefect's own set-up would drop a handler added before it
+    logger = logging.getLogger("prefect.flow_runs")
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        job = bar.add_task(description, total=None)
+
+        def show(line: str) -> None:
+            bar.console.print(f"  {line}", highlight=False)
+            bar.update(job, description=line)
+
+        handler = _ProgressLines(PROGRESS, show)
+        level = logger.level
+        logger.addHandler(handler)
+        if not logger.isEnabledFor(logging.INFO):
+            logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
 @app.command()
 def run(
-    exchange_date: Annotated[str, typer.Option("--date", help="Exchange date, YYYY-MM-DD.")],
-    datasets: Annotated[list[str] | None, typer.Option("--dataset", help="Only these.")] = None,
+    exchange_date: Annotated[str, typer.Option("--date", help="交换日期，YYYY-MM-DD。")],
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="只处理这些数据集（可重复，如 --dataset MZ_DIBAO）。"),
+    ] = None,
     force: Annotated[
         list[str] | None,
         typer.Option(
-            "--force", help="Accept a snapshot of this dataset below half of the previous one."
+            "--force", help="接受该数据集不足上次一半行数的快照（确认不是截断的导出时使用）。"
         ),
     ] = None,
     allow_future: AllowFuture = False,
 ) -> None:
-    """Take in every delivery for one exchange date (the nightly run)."""
-    try:
-        day = date.fromisoformat(exchange_date)
-    except ValueError:
-        _fail(2, f"--date must be YYYY-MM-DD, got {exchange_date!r}")
+    """接收一个交换日期的全部交付：比对、预警、发布（即每晚的运行）。"""
+    day = _parse_date(exchange_date, "--date")
     settings = _settings()
     _preflight(
         settings,
@@ -265,11 +342,12 @@ def run(
     )
     from flows.nightly import run_nightly
 
-    result = _locked(
-        settings,
-        f"nightly {day}",
-        lambda: run_nightly(day, settings, datasets=datasets or None, force=force or None),
-    )
+    with progress_shown(f"{day}：接收、比对、发布…"):
+        result = _locked(
+            settings,
+            f"nightly {day}",
+            lambda: run_nightly(day, settings, datasets=datasets or None, force=force or None),
+        )
     console.print(summary_table(f"交换台账 {day}", result.deliveries))
     console.print(night_line(result))
     refused = _guarded(lambda: landing_issue_counts(settings, day))
@@ -279,7 +357,7 @@ def run(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Bring the warehouse schema to the newest revision."""
+    """把仓库结构升级到最新版本。"""
     settings = _settings()
     _preflight(settings, landing=False)
     from warehouse.db import connect, current_revision, upgrade
@@ -287,9 +365,25 @@ def db_upgrade() -> None:
     def go() -> None:
         engine = connect(str(settings.warehouse_url))
         upgrade(engine)
-        console.print(f"warehouse at revision {current_revision(engine)}")
+        console.print(f"仓库结构已是最新版本：{current_revision(engine)}")
 
     _guarded(go)
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[
+        str, typer.Option("-m", "--message", help="这次迁移做什么（写入迁移文件名）。")
+    ],
+    versions: Annotated[
+        Path | None, typer.Option("--versions", help="写入的文件夹（默认：仓库自带的迁移目录）。")
+    ] = None,
+) -> None:
+    """由数据集约定生成下一个迁移文件（Alembic 自动生成），供审阅。"""
+    from warehouse.migrate import write_revision
+
+    path = _guarded(lambda: write_revision(message, versions))
+    console.print(f"已写入 {path}：请审阅后与约定一起提交")
 
 
 @app.command()
@@ -318,10 +412,10 @@ def report(
 
 @app.command()
 def publish(
-    exchange_date: Annotated[str, typer.Option("--date", help="As of this exchange date.")],
+    exchange_date: Annotated[str, typer.Option("--date", help="截至该交换日期，YYYY-MM-DD。")],
     allow_future: AllowFuture = False,
 ) -> None:
-    """Re-publish the shared dataset for every consumer without re-ingesting."""
+    """不重新接收，为每个使用方重新发布共享数据。"""
     day = _parse_date(exchange_date, "--date")
     settings = _settings()
     _preflight(settings, exchange_dates=[day], allow_future=allow_future, landing=False)
@@ -329,23 +423,24 @@ def publish(
 
     publication = _guarded(lambda: publish_all(settings, day))
     console.print(
-        f"publication {publication.publication_id}: {publication.files} files, "
-        f"{len(publication.consumers)} consumers → {settings.publish_dir}"
+        f"发布 {publication.publication_id}：{publication.files} 个文件，"
+        f"{len(publication.consumers)} 个使用方 → {settings.publish_dir}"
     )
 
 
 @app.command()
 def demo(
-    households: Annotated[int, typer.Option(help="Size of the synthetic county.")] = 400,
-    days: Annotated[
-        int, typer.Option(help="Nights to run (7: a week closes, its report is built).")
-    ] = 7,
-    start: Annotated[str, typer.Option(help="First exchange date.")] = "2025-03-10",
-    seed: Annotated[int, typer.Option(help="Random seed of the synthetic county.")] = 7,
-    home: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path("var/demo"),
+    households: Annotated[int, typer.Option(help="模拟县的户数。")] = 400,
+    days: Annotated[int, typer.Option(help="运行的夜数（7：满一周，生成周报）。")] = 7,
+    start: Annotated[str, typer.Option(help="第一个交换日期，YYYY-MM-DD。")] = "2025-03-10",
+    seed: Annotated[int, typer.Option(help="模拟县的随机种子。")] = 7,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="演示文件存放位置（默认：DATASHARE_HOME，未设置时为 var/demo）。"),
+    ] = None,
 ) -> None:
-    """Generate a synthetic county and run the nightly flow over several days."""
-    settings = _settings(home=home, environment="demo")
+    """生成一个模拟县，并连续运行若干夜的接收流程（演示）。"""
+    settings = _settings(**demo_home(home), environment="demo")
     import pandas as pd
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -358,8 +453,9 @@ def demo(
         write_night,
     )
     from flows.nightly import run_nightly
+    from tasks.gx_validate import docs_index_path
 
-    first = date.fromisoformat(start)
+    first = _parse_date(start, "--start")
     landing = Path(str(settings.landing))
     all_summaries: list[IntakeSummary] = []
     results: list[NightResult] = []
@@ -414,14 +510,26 @@ def demo(
     published = Path(str(settings.publish_dir))
     console.print(
         f"仓库: {settings.warehouse_url}\n湖: {settings.lake}\n发布: {published}\n"
-        f"报告: {published / 'XC' / 'reports'}\nData Docs: {settings.home / 'gx'}"
+        f"报告: {published / 'XC' / 'reports'}\n"
+        f"Data Docs: {docs_index_path(settings.home / 'gx')}"
     )
+
+
+def demo_home(home: Path | None) -> dict[str, Path]:
+    """The demo's home: --home, else DATASHARE_HOME (environment or .env), else var/demo."""
+    if home is not None:
+        return {"home": home}
+    try:
+        configured = "home" in Settings(environment="demo").model_fields_set
+    except Exception:  # invalid settings: _settings reports them in one line
+        configured = False
+    return {} if configured else {"home": Path("var/demo")}
 
 
 def night_line(result: NightResult) -> str:
     """One line per night: deliveries, alerts, freshness, publication (statuses in Chinese:
-    tasks.labels)."""
-    from tasks.labels import label
+    domain.labels)."""
+    from domain.labels import label
 
     statuses = "，".join(
         f"{label('ledger', k)} {v}"
@@ -482,37 +590,35 @@ def _parse_date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _fail(2, f"{option} must be YYYY-MM-DD, got {value!r}")
+        _fail(2, f"{option} 应为 YYYY-MM-DD 格式的日期，收到 {value!r}")
 
 
 @app.command()
 def backfill(
-    date_from: Annotated[str, typer.Option("--from", help="First exchange date, YYYY-MM-DD.")],
-    date_to: Annotated[str, typer.Option("--to", help="Last exchange date, YYYY-MM-DD.")],
+    date_from: Annotated[str, typer.Option("--from", help="第一个交换日期，YYYY-MM-DD。")],
+    date_to: Annotated[str, typer.Option("--to", help="最后一个交换日期，YYYY-MM-DD。")],
     datasets: Annotated[
         list[str] | None,
-        typer.Option("--dataset", "--datasets", help="Only these datasets (repeat the option)."),
+        typer.Option("--dataset", "--datasets", help="只补跑这些数据集（可重复）。"),
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
-    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出计划，不做任何更改。")] = False,
     max_parallel: Annotated[
         int | None,
-        typer.Option("--max-parallel", min=1, help="At most this many datasets at a time."),
+        typer.Option("--max-parallel", min=1, help="同时处理的数据集数上限。"),
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Also re-derive loaded deliveries' history from the lake."),
+        typer.Option("--force", help="已入库的交付也由湖中保存的文件重新推导历史。"),
     ] = False,
     allow_future: AllowFuture = False,
 ) -> None:
-    """Redo a range of exchange dates: missing, failed, re-delivered (or forced) deliveries."""
+    """按日期范围补跑：漏跑、此前失败、重新报送（或强制重推）的交付，从早到晚。"""
     first, last = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
     if last < first:
-        _fail(2, f"--to {last} is before --from {first}")
+        _fail(2, f"--to {last} 早于 --from {first}")
     settings = _settings()
     _preflight(settings, exchange_dates=[last], datasets=datasets, allow_future=allow_future)
-    from flows.backfill import run_backfill
+    from flows.backfill import REASON_LABELS, run_backfill
 
     def go():  # type: ignore[no-untyped-def]
         return run_backfill(
@@ -527,7 +633,8 @@ def backfill(
 
     try:
         # A dry run changes nothing and takes no lock; a real one takes it before Prefect starts.
-        result = _guarded(go) if dry_run else _locked(settings, f"backfill {first}..{last}", go)
+        with progress_shown(f"补跑 {first} – {last}…"):
+            result = _guarded(go) if dry_run else _locked(settings, f"backfill {first}..{last}", go)
     except ValueError as exc:  # unknown dataset
         _fail(2, str(exc))
     title = f"补跑计划 {first} – {last}" + ("（试运行，未做任何更改）" if dry_run else "")
@@ -540,38 +647,76 @@ def backfill(
             item.exchange_date.isoformat(),
             item.dept,
             item.dataset,
-            f"[{style}]{item.reason}[/]",
+            f"[{style}]{REASON_LABELS.get(item.reason, item.reason)}[/]",
             item.detail,
         )
     console.print(table)
     if not result.plan:
-        console.print("nothing to redo: the warehouse already holds what the landing area has")
+        console.print("无需补跑：仓库已包含交换区的全部交付")
     elif not dry_run:
-        console.print(f"backfill {result.backfill_id}: {result.nights} night(s) run")
+        console.print(f"补跑 {result.backfill_id}：已运行 {result.nights} 夜")
 
 
 @app.command()
 def serve(
     cron: Annotated[
         str | None,
-        typer.Option(help="Cron of the nightly run (default: settings schedule_cron, 0 2 * * *)."),
+        typer.Option(help="每晚运行的 cron 表达式（默认：设置 schedule_cron，0 2 * * *）。"),
     ] = None,
     interval: Annotated[
         float | None,
-        typer.Option(hidden=True, help="Run every N seconds instead of the cron (demos, tests)."),
+        typer.Option(hidden=True, help="每 N 秒运行一次，代替 cron（演示、测试用）。"),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many runs at once.")] = None,
+    limit: Annotated[int | None, typer.Option(help="同时运行的次数上限。")] = None,
 ) -> None:
-    """Run the nightly schedule on this machine until interrupted (no Prefect server needed)."""
+    """在本机按计划每晚运行，直到中断（无需另装 Prefect 服务）。"""
     settings = _settings()
     _preflight(settings)
     from flows.serve import serve_schedule
 
     console.print(
-        f"serving nightly ({cron or settings.schedule_cron}, "
-        f"{settings.schedule_timezone}) and backfill; Ctrl+C to stop"
+        f"已启动每晚运行（{cron or settings.schedule_cron}，{settings.schedule_timezone}）"
+        "和补跑部署；按 Ctrl+C 停止"
     )
     _guarded(lambda: serve_schedule(settings, cron=cron, interval_seconds=interval, limit=limit))
+
+
+@app.command()
+def datasets() -> None:
+    """列出各部门的数据集约定：代码、名称、部门、方式、应报日、文件格式。"""
+    from expectations.contract import load_contracts
+    from tasks.freshness import load_calendar
+
+    _guarded(lambda: console.print(datasets_table(load_contracts(), load_calendar())))
+
+
+_MODES = {"snapshot": "全量快照", "events": "增量事件"}
+_WEEKDAYS_ZH = ("一", "二", "三", "四", "五", "六", "日")
+
+
+def datasets_table(contracts: dict[str, Contract], calendar: Calendar) -> Table:
+    """One row per dataset contract (expectations/contracts), with its delivery calendar."""
+    table = Table(title=f"数据集约定（{len(contracts)} 个）")
+    for header in ("代码", "名称", "部门", "方式", "应报日", "格式"):
+        table.add_column(header, no_wrap=header != "名称", overflow="fold")
+    entries = calendar.datasets
+    for name, contract in sorted(contracts.items(), key=lambda kv: (kv[1].dept, kv[0])):
+        entry = entries.get(name)
+        if entry is None or not entry.weekdays:
+            due = "按需报送"
+        elif len(entry.weekdays) == 7:
+            due = "每天"
+        else:
+            due = "每周" + "、".join(_WEEKDAYS_ZH[d] for d in entry.weekdays)
+        table.add_row(
+            name,
+            contract.title,
+            contract.dept,
+            _MODES.get(contract.mode, contract.mode),
+            due,
+            contract.format.upper(),
+        )
+    return table
 
 
 # The department portal (issue 15): `datashare portal`, `datashare users …`, `datashare tokens …`.

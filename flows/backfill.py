@@ -36,7 +36,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
@@ -47,7 +47,15 @@ from sqlalchemy import Engine, insert, select, update
 
 from datashare.settings import Settings, current_settings, use_settings
 from expectations.contract import load_contracts
-from flows.nightly import RunConfig, night
+from flows.nightly import (
+    NightResult,
+    RunConfig,
+    RunMarks,
+    completed,
+    night,
+    night_marks,
+    progress,
+)
 from flows.runners import run_nightly_configured, task_runner
 from tasks.landing import Landing
 from warehouse import ledger
@@ -60,6 +68,13 @@ from warehouse.tables_ops import backfills, last_night
 Reason = Literal["missing", "failed", "re-delivered", "forced"]
 Policy = Literal["all", "latest", "skip"]
 ACCEPTED = ("loaded", "duplicate", "superseded")
+# Why a (date, dataset) is redone, as a person reads it (the plan keeps the codes).
+REASON_LABELS: dict[str, str] = {
+    "missing": "未接收",
+    "failed": "此前失败",
+    "re-delivered": "重新报送",
+    "forced": "强制重推",
+}
 
 
 @dataclass(frozen=True)
@@ -181,8 +196,20 @@ def rebuild_dataset(config: RunConfig, dataset: str, from_date: date) -> int:
         engine.dispose()
 
 
-@flow(name="backfill-redo", log_prints=False)
-def redo_range(plan: list[PlanItem], config: RunConfig) -> int:
+def _redo_name() -> str:
+    from prefect.runtime import flow_run
+
+    plan = flow_run.parameters.get("plan") or []
+    days = sorted({str(_field(p, "exchange_date")) for p in plan})
+    return f"backfill-redo {days[0]}..{days[-1]}" if days else "backfill-redo (空)"
+
+
+def _field(item: object, name: str) -> object:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name)
+
+
+@flow(name="backfill-redo", flow_run_name=_redo_name, log_prints=False)
+def redo_range(plan: list[PlanItem], config: RunConfig) -> list[NightResult]:
     """Rebuild the forced datasets, then run every planned night in date order."""
     earliest: dict[str, date] = {}
     for item in plan:
@@ -196,9 +223,11 @@ def redo_range(plan: list[PlanItem], config: RunConfig) -> int:
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         days = sorted({item.exchange_date for item in plan})
-        for day in days:
-            night(day, config, kind="backfill")  # records the night itself
-        return len(days)
+        results = []
+        for n, day in enumerate(days, 1):
+            progress("补跑第 %d/%d 夜：%s", n, len(days), day)
+            results.append(night(day, config, kind="backfill"))  # records the night itself
+        return results
     finally:
         engine.dispose()
 
@@ -225,7 +254,7 @@ def _requested_by() -> str:
     return f"prefect:{flow_run.name}" if flow_run.name else "prefect"
 
 
-@flow(name="backfill", log_prints=False)
+@flow(name="backfill", flow_run_name="backfill {date_from}..{date_to}", log_prints=False)
 def backfill(
     date_from: date,
     date_to: date,
@@ -248,7 +277,8 @@ def backfill(
             )
             _plan_artifact(plan, date_from, date_to, dry_run=True)
             logger.info("backfill %s..%s (dry run): %d to redo", date_from, date_to, len(plan))
-            return BackfillResult(None, plan, 0)
+            marks = RunMarks(f"试运行：计划补跑 {len(plan)} 项，未做任何更改", ())
+            return cast(BackfillResult, completed(BackfillResult(None, plan, 0), marks))
         owner = f"backfill {date_from}..{date_to}"
         with writer_lock(engine, owner=owner, wait_seconds=settings.lock_wait_seconds):
             upgrade(engine)
@@ -256,6 +286,7 @@ def backfill(
                 engine, config.open_landing(), date_from, date_to, datasets, force=force
             )
             _plan_artifact(plan, date_from, date_to, dry_run=False)
+            progress("补跑计划：%d 项，%d 夜", len(plan), len({p.exchange_date for p in plan}))
             backfill_id = uuid.uuid4().hex
             with engine.begin() as conn:
                 conn.execute(
@@ -271,10 +302,11 @@ def backfill(
                         started_at=datetime.now(UTC),
                     )
                 )
-            status, error, nights = "failed", None, 0
+            status, error = "failed", None
+            results: list[NightResult] = []
             try:
                 runner = _bounded_runner(settings, max_parallel)
-                nights = redo_range.with_options(task_runner=runner)(plan, config)
+                results = redo_range.with_options(task_runner=runner)(plan, config)
                 status = "completed"
             except BaseException as exc:
                 error = type(exc).__name__
@@ -286,10 +318,12 @@ def backfill(
                         .where(backfills.c.backfill_id == backfill_id)
                         .values(status=status, error=error, finished_at=datetime.now(UTC))
                     )
+        nights = len(results)
         logger.info(
             "backfill %s..%s: %d to redo, %d nights run", date_from, date_to, len(plan), nights
         )
-        return BackfillResult(backfill_id, plan, nights)
+        marks = night_marks(results, lead=f"已完成补跑 {nights} 夜")
+        return cast(BackfillResult, completed(BackfillResult(backfill_id, plan, nights), marks))
     finally:
         engine.dispose()
 
@@ -312,12 +346,12 @@ def _plan_artifact(plan: list[PlanItem], date_from: date, date_to: date, *, dry_
                 "日期": p.exchange_date.isoformat(),
                 "部门": p.dept,
                 "数据集": p.dataset,
-                "原因": p.reason,
+                "原因": REASON_LABELS.get(p.reason, p.reason),
                 "说明": p.detail,
             }
             for p in plan
         ]
-        or [{"日期": "", "部门": "", "数据集": "", "原因": "nothing to redo", "说明": ""}],
+        or [{"日期": "", "部门": "", "数据集": "", "原因": "无需补跑", "说明": ""}],
         description=f"补跑计划 {date_from} – {date_to}{'（试运行）' if dry_run else ''}",
     )
 
@@ -354,7 +388,16 @@ def _scheduled_today(tz: ZoneInfo) -> date:
     return (when or datetime.now(UTC)).astimezone(tz).date()
 
 
-@flow(name="scheduled-nightly", log_prints=False)
+def _scheduled_name() -> str:
+    from prefect.runtime import flow_run
+
+    day = flow_run.parameters.get("exchange_date")
+    if day is None:  # D = yesterday in the schedule's timezone, as the flow computes it
+        day = _scheduled_today(ZoneInfo(current_settings().schedule_timezone)) - timedelta(days=1)
+    return f"nightly {day}（定时）"
+
+
+@flow(name="scheduled-nightly", flow_run_name=_scheduled_name, log_prints=False)
 def scheduled_nightly(exchange_date: date | None = None, catch_up: Policy | None = None) -> int:
     """The scheduled nightly run: yesterday (Asia/Shanghai) plus missed nights per catch-up."""
     logger = get_run_logger()

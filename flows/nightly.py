@@ -11,6 +11,12 @@
       build_reports                   周报/月报 when a week or month closes on the date
     all under the warehouse's writer lock; then artifacts and notifications.
 
+What the operator sees (issue 14): the run is named by kind and date (`nightly 2025-03-16`);
+one progress line per stage in the run's log (counts only; `progress`, shown live by the CLI);
+a night with missing or refused deliveries ends Completed with a Chinese message in counts and
+tags (`night_marks`: missing-delivery, refused-delivery, late-delivery, report-failed); the
+artifacts link to what exists, as absolute file:// URLs.
+
 A failure that belongs to one part does not take the night down: an unexpected error in one
 delivery fails that delivery (tasks.intake), and a report that cannot be built is recorded in
 the NightResult, an artifact and the notification (class only) while the publication stands;
@@ -28,31 +34,42 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.exc import OperationalError
 
 from datashare.settings import Settings, current_settings, use_settings
+from domain.labels import label
 from expectations.contract import load_common, load_contracts
 from flows.preflight import checked
 from tasks.alerts import AlertSummary, evaluated_dates, raise_alerts, rebuild_alerts
 from tasks.freshness import check_freshness
+from tasks.gx_validate import docs_index_path
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
 from tasks.landing import DeliveryRef, discover_and_record, open_landing
 from tasks.notify import notify_night
+from tasks.publication import Publication, Retention, SqlTarget, publish
 from tasks.read import ReadLimits
 from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
 from warehouse.lock import writer_lock
 from warehouse.mirror import mirror_tables, mirror_to_lake
-from warehouse.publish import Publication, Retention, SqlTarget, publish
-from warehouse.tables_ops import record_night
+from warehouse.tables_ops import night_landing_issues, record_night
+
+# The `extra` key that marks a progress line of a run's log (the CLI shows these live).
+PROGRESS = "datashare_progress"
+
+
+def progress(message: str, *args: object) -> None:
+    """One progress line in the current run's log: a stage and its counts, never personal data."""
+    get_run_logger().info(message, *args, extra={PROGRESS: True})
 
 
 class RunConfig(BaseModel):
@@ -211,18 +228,35 @@ def take_in_night(exchange_date: date, config: RunConfig) -> list[IntakeSummary]
     by_dataset: dict[str, list[DeliveryRef]] = defaultdict(list)
     for ref in refs:
         by_dataset[ref.dataset].append(ref)
+    progress("%s 发现交付：%d 个文件，%d 个数据集", exchange_date, len(refs), len(by_dataset))
     futures = [
         (ds, rs, take_in_dataset.submit(config, ds, rs)) for ds, rs in sorted(by_dataset.items())
     ]
     summaries: list[IntakeSummary] = []
     for dataset, dataset_refs, future in futures:
         try:
-            summaries += future.result()
+            taken = future.result()
         except Exception as exc:
             # intake_delivery records any delivery's own error; what reaches here is transient
             # IO that outlasted its retries (landing or warehouse). The other datasets go on.
-            summaries += _task_failed(dataset, dataset_refs, exc)
+            taken = _task_failed(dataset, dataset_refs, exc)
+        summaries += taken
+        progress(
+            "接收 %s %s：%s；%d 行，入库 %d，问题 %d，重复 %d",
+            taken[0].dept if taken else "",
+            dataset,
+            _statuses(taken),
+            sum(s.rows_in for s in taken),
+            sum(s.rows_loaded for s in taken),
+            sum(s.rows_rejected for s in taken),
+            sum(s.duplicates for s in taken),
+        )
     return summaries
+
+
+def _statuses(summaries: list[IntakeSummary]) -> str:
+    """Counts by ledger status, in Chinese (`已入库 2，退回 1`), or 无."""
+    return "，".join(f"{label('ledger', k)} {v}" for k, v in _count(summaries).items()) or "无"
 
 
 def _task_failed(dataset: str, refs: list[DeliveryRef], exc: BaseException) -> list[IntakeSummary]:
@@ -381,9 +415,76 @@ class NightResult:
     publication_id: str | None
     reports: list[str]
     report_failures: list[ReportFailure] = field(default_factory=list)
+    landing_issues: int = 0  # files of the night's landing area refused before intake
+    missing_depts: tuple[str, ...] = ()  # departments with an expected delivery missing
 
 
-@flow(name="nightly", log_prints=False)
+@dataclass(frozen=True)
+class RunMarks:
+    """How a run's end is marked in Prefect: its final state's message and its tags."""
+
+    message: str
+    tags: tuple[str, ...]
+
+
+def night_marks(results: list[NightResult], lead: str = "已完成") -> RunMarks:
+    """The message and tags of a run over these nights, in counts (never names or values).
+
+    `已完成：2 个部门未报送（3 个数据集缺报），1 个文件被拒收`; a clean night says so.
+    """
+    missing_depts = {d for r in results for d in r.missing_depts}
+    missing = sum(r.freshness.get("missing", 0) for r in results)
+    late = sum(r.freshness.get("late", 0) for r in results)
+    refused = sum(r.landing_issues for r in results) + sum(
+        1 for r in results for s in r.deliveries if s.status == "failed"
+    )
+    failed_reports = sum(len(r.report_failures) for r in results)
+    parts: list[str] = []
+    tags: list[str] = []
+    if missing:
+        parts.append(f"{len(missing_depts)} 个部门未报送（{missing} 个数据集缺报）")
+        tags.append("missing-delivery")
+    if refused:
+        parts.append(f"{refused} 个文件被拒收")
+        tags.append("refused-delivery")
+    if late:
+        parts.append(f"{late} 个数据集迟报")
+        tags.append("late-delivery")
+    if failed_reports:
+        parts.append(f"{failed_reports} 份报告未生成")
+        tags.append("report-failed")
+    loaded = sum(1 for r in results for s in r.deliveries if s.status == "loaded")
+    text = "，".join(parts) if parts else f"全部正常，{loaded} 个交付入库"
+    return RunMarks(f"{lead}：{text}", tuple(tags))
+
+
+def mark_run(marks: RunMarks) -> None:
+    """Add the marks' tags to the current flow run (`prefect.tags` only tags runs created
+    inside it; the API's update replaces the tags, so the run's own are kept)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if not marks.tags or not flow_run.id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run.id)
+            client.update_flow_run(run.id, tags=sorted({*run.tags, *marks.tags}))
+    except Exception as exc:  # the night is done and published: a tag must not fail it
+        get_run_logger().warning("could not tag the run (%s)", type(exc).__name__)
+
+
+def completed(result: object, marks: RunMarks) -> Any:
+    """The flow's final state: Completed with the marks' message, holding `result`.
+
+    Prefect uses a returned State as the run's final state and hands callers its data, so
+    `nightly(...)` still returns the NightResult (and `return_state=True` its state).
+    """
+    mark_run(marks)
+    return Completed(message=marks.message, data=result)
+
+
+@flow(name="nightly", flow_run_name="nightly {exchange_date}", log_prints=False)
 def nightly(
     exchange_date: date, datasets: list[str] | None = None, force: list[str] | None = None
 ) -> NightResult:
@@ -391,7 +492,8 @@ def nightly(
     config = RunConfig.from_settings(
         checked(current_settings(), datasets, force), datasets=datasets, force=force
     )
-    return night(exchange_date, config)
+    result = night(exchange_date, config)
+    return cast(NightResult, completed(result, night_marks([result])))
 
 
 def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> NightResult:
@@ -408,26 +510,51 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
         ):
             upgrade(engine)
             summaries = take_in_night(exchange_date, config)
+            merged = sorted({s.dataset for s in summaries if s.status == "loaded"})
+            progress("合并入历史：%d 个数据集（%s）", len(merged), _statuses(summaries))
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             alerts = raise_alerts_task(config, exchange_date, rebuilt)
+            progress(
+                "预警：未结 %d，新增 %d，重新打开 %d，解除 %d",
+                alerts.open,
+                alerts.new,
+                alerts.reopened,
+                alerts.resolved,
+            )
             judged = cast(list[dict[str, str]], check_freshness_task(config, exchange_date))
-            mirror_task(config, sorted({s.dataset for s in summaries if s.status == "loaded"}))
+            fresh = pd.DataFrame(judged, columns=list(FRESHNESS_SHOWN))
+            states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
+            progress(
+                "应报交付：%s",
+                "，".join(f"{label('freshness', k)} {v}" for k, v in sorted(states.items()))
+                or "今日无应报",
+            )
+            mirror_task(config, merged)
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
             publication = publish_task(config, as_of, kind)
+            progress(
+                "发布 %s：%d 个使用方，%d 个文件",
+                publication.publication_id,
+                len(publication.consumers),
+                publication.files,
+            )
             reports, report_failures = build_reports_task(config, exchange_date)
+            progress("报告：生成 %d 份，未能生成 %d 份", len(reports), len(report_failures))
             with engine.begin() as conn:
                 record_night(conn, exchange_date, kind, datetime.now(UTC))
+                landing_issues = sum(
+                    len(v) for v in night_landing_issues(conn, exchange_date).values()
+                )
     finally:
         engine.dispose()
 
-    fresh = pd.DataFrame(judged, columns=list(FRESHNESS_SHOWN))
-    states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
+    missing_depts = tuple(sorted(set(fresh.loc[fresh["state"] == "missing", "dept"])))
     logger.info(
-        "%s: %d deliveries (%s); %d open alerts; publication %s",
+        "%s 完成：%d 个交付（%s）；未结预警 %d；发布 %s",
         exchange_date,
         len(summaries),
-        ", ".join(f"{k} {v}" for k, v in _count(summaries).items()),
+        _statuses(summaries),
         alerts.open,
         publication.publication_id,
     )
@@ -447,6 +574,8 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
         publication.publication_id,
         reports,
         report_failures,
+        landing_issues,
+        missing_depts,
     )
 
 
@@ -467,7 +596,7 @@ def _artifacts(
                 "部门": s.dept,
                 "数据集": s.dataset,
                 "文件": s.source_file,
-                "状态": s.status,
+                "状态": label("ledger", s.status),
                 "行数": s.rows_in,
                 "入库": s.rows_loaded,
                 "问题": s.rows_rejected,
@@ -480,7 +609,10 @@ def _artifacts(
     )
     create_table_artifact(
         key=f"alerts-{day}",
-        table=[{"规则": rule, "未结预警": n} for rule, n in sorted(alerts.by_rule.items())],
+        table=[
+            {"规则": label("rule", rule), "未结预警": n}
+            for rule, n in sorted(alerts.by_rule.items())
+        ],
         description=(
             f"预警 {exchange_date}：未结 {alerts.open}，新增 {alerts.new}，"
             f"重新打开 {alerts.reopened}，自动解除 {alerts.resolved}"
@@ -489,10 +621,13 @@ def _artifacts(
     if len(fresh):
         create_table_artifact(
             key=f"freshness-{day}",
-            table=fresh.to_dict("records"),
+            table=[
+                {"部门": r["dept"], "数据集": r["dataset"], "状态": label("freshness", r["state"])}
+                for r in fresh.to_dict("records")
+            ],
             description=f"应报交付 {exchange_date}：按时、迟报、缺报、退回",
         )
-    docs = Path(config.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = docs_index_path(Path(config.gx_root))
     reports = Path(config.publish_dir) / "XC" / "reports"
     if report_failures:
         create_table_artifact(
@@ -505,12 +640,28 @@ def _artifacts(
         )
     create_markdown_artifact(
         key=f"links-{day}",
-        markdown=(
-            f"- Data Docs（已脱敏）: `{docs}`\n- 报告: `{reports}`\n"
-            f"- 发布目录: `{config.publish_dir}`"
+        markdown=links_markdown(
+            {
+                "Data Docs（质量报告，已脱敏）": docs,
+                "周报、月报等报告": reports,
+                "发布目录": Path(config.publish_dir) / "current",
+            }
         ),
         description="本夜的质量报告、周报月报与发布目录",
     )
+
+
+def links_markdown(targets: dict[str, Path]) -> str:
+    """A Markdown list of links as absolute file:// URLs; a target that does not exist is
+    said to be missing instead of linked (a link in the UI must open something)."""
+    lines = []
+    for text, path in targets.items():
+        path = path.absolute()  # not resolved: `current` is a link that moves
+        if path.exists():
+            lines.append(f"- [{text}]({path.as_uri()})")
+        else:
+            lines.append(f"- {text}：尚未生成（{path}）")
+    return "\n".join(lines)
 
 
 def _count(summaries: list[IntakeSummary]) -> dict[str, int]:

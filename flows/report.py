@@ -51,9 +51,22 @@ def write_reports(settings: Settings, periods: list[Period]) -> list[Path]:
     return written
 
 
-@flow(name="report", log_prints=False)
-def report(week: str | None = None, month: str | None = None) -> list[str]:
-    """Build the weekly and/or monthly report for XC (HTML with charts, and XLSX)."""
-    written = write_reports(current_settings(), periods_asked(week, month))
-    get_run_logger().info("reports written: %s", ", ".join(p.name for p in written))
+def _report_name() -> str:
+    from prefect.runtime import flow_run
+
+    asked = [str(v) for k, v in sorted(flow_run.parameters.items()) if v]
+    return f"report {' '.join(asked)}" if asked else "report"
+
+
+@flow(name="report", flow_run_name=_report_name, log_prints=False)
+def report(
+    week: str | None = None,
+    month: str | None = None,
+    quarter: str | None = None,
+    half: str | None = None,
+    year: str | None = None,
+) -> list[str]:
+    """Build XC's reports for the periods asked (HTML with charts, and XLSX)."""
+    written = write_reports(current_settings(), periods_asked(week, month, quarter, half, year))
+    get_run_logger().info("报告已生成：%s", "，".join(p.name for p in written))
     return [str(p) for p in written]

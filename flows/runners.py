@@ -57,7 +57,11 @@ def run_nightly_configured(
         )
 
 
-@flow(name="nightly-configured", log_prints=False)
+@flow(
+    name="nightly-configured",
+    flow_run_name="nightly {exchange_date}（配置的执行器）",
+    log_prints=False,
+)
 def nightly_configured(
     exchange_date: date, datasets: list[str] | None = None, force: list[str] | None = None
 ) -> int:

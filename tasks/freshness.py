@@ -31,14 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, delete, insert, select
 
 from datashare.errors import ConfigurationError
-from expectations.contract import load_contracts
+from domain.labels import FRESHNESS_STATE
+from expectations.contract import expectations_dir, load_contracts
 from warehouse.tables import deliveries
 from warehouse.tables_ops import freshness
 
-CALENDAR_FILE = Path(__file__).resolve().parents[1] / "expectations" / "calendar.yaml"
+CALENDAR_NAME = "calendar.yaml"  # in the expectations folder in use (beside contracts/)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ACCEPTED = ("loaded", "duplicate", "superseded")
 STATES = ("on_time", "late", "missing", "failed")
+assert set(FRESHNESS_STATE) == set(STATES), "every freshness state needs a label"
 COLUMNS = ["dept", "dataset", "exchange_date", "state", "due_at", "received_at", "delivery_id"]
 
 State = Literal["on_time", "late", "missing", "failed"]
@@ -104,22 +106,31 @@ class Calendar(BaseModel):
 
 
 @cache
-def _load(path: Path) -> Calendar:
+def _load(path: Path, datasets: frozenset[str]) -> Calendar:
     try:
         calendar = Calendar.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"delivery calendar {path.name} is invalid: {exc}") from None
-    unknown = set(calendar.datasets) - set(load_contracts())
-    if unknown:
-        raise ConfigurationError(
-            f"delivery calendar {path.name} names unknown datasets {sorted(unknown)}"
+    # Every dataset has an entry, and every entry a dataset: a forgotten entry would make a
+    # dataset silently never expected ("not expected" is written `weekdays: []`).
+    problems = []
+    if unknown := sorted(set(calendar.datasets) - datasets):
+        problems.append(f"names unknown datasets {unknown} (no contract declares them)")
+    if missing := sorted(datasets - set(calendar.datasets)):
+        problems.append(
+            f"has no entry for datasets {missing} (add one; `{{weekdays: []}}` if never expected)"
         )
+    if problems:
+        raise ConfigurationError(f"delivery calendar {path.name} " + "; ".join(problems))
     return calendar
 
 
-def load_calendar(path: Path = CALENDAR_FILE) -> Calendar:
-    """The delivery calendar; ConfigurationError if it is invalid or names unknown datasets."""
-    return _load(Path(path))
+def load_calendar(path: Path | None = None) -> Calendar:
+    """The delivery calendar (default: calendar.yaml of the expectations in use);
+    ConfigurationError if it is invalid, names a dataset no contract declares, or lacks an entry
+    for a dataset a contract declares."""
+    path = Path(path) if path is not None else expectations_dir() / CALENDAR_NAME
+    return _load(path, frozenset(load_contracts()))
 
 
 def expected_deliveries(

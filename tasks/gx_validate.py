@@ -20,7 +20,9 @@ What lands under `context_root` (a GX file project, created on first use):
     gx/expectations/<suite>.json           the suites
     gx/validation_definitions/, checkpoints/   one per suite
     gx/uncommitted/validations/<suite>/<run_label>/<time>/<batch>.json   validation results
-    gx/uncommitted/data_docs/local_site/   HTML Data Docs (index.html)
+    gx/uncommitted/data_docs/local_site/   HTML Data Docs (index.html), rewritten after each
+                                           build to load no asset from the internet
+                                           (tasks/gx_offline.py)
 
 Personal data: results hold counts, percentages and at most 20 unexpected values per
 expectation, and expectations on personal columns (contract `pii`) hold no values at all
@@ -55,6 +57,7 @@ from datashare.settings import DEFAULT_GX_MAX_ROWS
 from expectations.contract import Contract
 from expectations.gx_custom import gx
 from expectations.gx_suite import DEFECTS_COLUMN, build_suites
+from tasks.gx_offline import make_site_offline
 from tasks.mask import mask_lookalikes_text
 
 with warnings.catch_warnings():
@@ -447,6 +450,7 @@ def validate_delivery_gx(
         project = _open_project(Path(context_root))
         batch_definition = _batch_definition(project, contract.dataset)
         run_id = RunIdentifier(run_name=run_label, run_time=run_time)
+        built_since = time.time() - 1  # pages GX writes from here on are this run's
         started = time.perf_counter()
         delivery = _run_suite(project, delivery_suite, batch_definition, gate, run_id, build_docs)
         middle = time.perf_counter()
@@ -455,6 +459,8 @@ def validate_delivery_gx(
         )
         ended = time.perf_counter()
         docs_index = _docs_index(project) if build_docs else None
+        if docs_index is not None:
+            make_site_offline(docs_index.parent, since=built_since)
 
     failed = tuple(_label(r) for r in (*delivery.results, *checked.results) if not r.success)
     statistics = {
@@ -476,6 +482,12 @@ def validate_delivery_gx(
         statistics=MappingProxyType(statistics),
         docs_index=docs_index,
     )
+
+
+def docs_index_path(context_root: Path) -> Path:
+    """Where the Data Docs site's index.html of the project under `context_root` is (GX keeps a
+    file project in `<context_root>/gx/`); it exists once a delivery was validated with docs."""
+    return Path(context_root) / "gx" / "uncommitted" / "data_docs" / DOCS_SITE / "index.html"
 
 
 def _docs_index(project: _Project) -> Path | None:

@@ -13,7 +13,7 @@ from conftest import pg_schema_url
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
-from datashare.cli import app
+from cli.app import app
 from datashare.settings import Settings
 from datashare.synth import build_county, redeliver, truncated_snapshot, write_night
 from flows.backfill import missed_dates, plan_backfill, run_backfill
@@ -163,7 +163,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     )
     assert result.exit_code == 0, result.output
     assert "补跑计划" in result.output and "试运行" in result.output
-    assert result.output.count("missing") == 2 and "XC_HU" in result.output
+    assert result.output.count("未接收") == 2 and "XC_HU" in result.output
     engine = connect(warehouse_url)
     try:
         with engine.connect() as conn:

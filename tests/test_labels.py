@@ -1,25 +1,30 @@
-"""Chinese for people, codes for programs (issue 14, item 3): every report (HTML and XLSX) and
-the CLI's night lines and ledger table are scanned for the English status, severity and rule
-codes of tasks/labels.py; any one found where a person reads fails the test."""
+"""Chinese for people, codes for programs (issue 14, item 3): every report (HTML and XLSX),
+the CLI's night lines and ledger table, and the help of every CLI command are scanned for the
+English status, severity and rule codes of domain/labels.py; any one found where a person
+reads fails the test."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pandas as pd
 import pytest
+import typer
 from rich.console import Console
 from sqlalchemy import Engine
 from test_reports import MARCH, W12, County, county, warehouse  # noqa: F401  (fixtures)
+from typer.testing import CliRunner
 
-from cli.app import night_line, summary_table
+from cli.app import app, night_line, summary_table
+from domain.labels import codes, column_label, label
 from flows.nightly import NightResult
 from tasks.alerts import AlertSummary
 from tasks.intake import IntakeSummary
-from tasks.labels import codes, column_label, label
 from tasks.reports import Period, build_report
 
 pytestmark = pytest.mark.filterwarnings(
@@ -161,3 +166,31 @@ def test_report_command_speaks_chinese(tmp_path: Path, monkeypatch: pytest.Monke
         assert re.search(r"[\u4e00-\u9fff]", text) and codes_in(text) == []
     helped = runner.invoke(app, ["report", "--help"]).output
     assert "季调度" in helped and "年度总结" in helped
+
+
+def _commands() -> list[list[str]]:
+    def walk(command: Any, path: list[str]) -> Iterator[list[str]]:
+        yield path
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c) or "datashare")
+def test_every_help_is_chinese_without_codes(command: list[str]) -> None:
+    text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+    assert codes_in(text) == [], text
+    own = {"", "run", "report", "publish", "demo", "backfill", "serve", "datasets", "db"}
+    if command and command[0] not in own:
+        return  # the portal's commands (portal/commands.py) are scanned for codes only
+    # Every line that describes something (not usage or Click's own --help line) is Chinese.
+    described = [
+        line
+        for line in text.splitlines()
+        if re.search(r"[a-z]{3,} [a-z]{3,}", line)
+        and "Usage:" not in line
+        and "Show this message and exit" not in line
+        and not re.match(r"│ (portal|users|tokens) ", line)  # the portal's, as listed
+    ]
+    assert [line for line in described if not re.search(r"[\u4e00-\u9fff]", line)] == []
