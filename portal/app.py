@@ -36,6 +36,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 from starlette.types import Receive, Scope, Send
 
+from domain import labels
 from portal import data
 from portal.security import (
     SESSION_COOKIE,
@@ -53,6 +54,7 @@ from tasks.mask import mask_series
 from warehouse import portal_store as store
 from warehouse import published as files
 from warehouse.publish import table_def
+from warehouse.publish.people import for_people
 from warehouse.tables_portal import (
     OUTCOMES,
     apply_alert_status,
@@ -69,13 +71,7 @@ _MEDIA = {
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
 }
-STATUS_LABEL = {
-    "open": "待核实",
-    "resolved": "已自动解除",
-    "confirmed": "已纳入监测",
-    "dismissed": "核实排除",
-    "data_error": "数据错误",
-}
+STATUS_LABEL = labels.ALERT_STATUS  # the templates' name for it
 ROLE_LABEL = {"department": "部门工作人员", "bureau": "乡村振兴局工作人员", "admin": "管理员"}
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -130,7 +126,13 @@ def create_app(config: PortalConfig) -> FastAPI:
     src = data.Source(config.publish_dir, config.secret, config.gx_root)
     signer = SessionSigner(config.session_secret)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(STATUS_LABEL=STATUS_LABEL, ROLE_LABEL=ROLE_LABEL)
+    templates.env.globals.update(
+        STATUS_LABEL=STATUS_LABEL, ROLE_LABEL=ROLE_LABEL, COLUMN_TYPE=labels.COLUMN_TYPE
+    )
+    # Codes become Chinese where a person reads them (domain.labels); links keep the codes.
+    templates.env.filters["label"] = _label
+    templates.env.filters["header"] = _header
+    templates.env.filters["table_title"] = labels.table_title
     templates.env.filters["ymd"] = _ymd
     templates.env.filters["pct"] = _pct
     templates.env.filters["cell"] = _cell
@@ -353,7 +355,7 @@ def create_app(config: PortalConfig) -> FastAPI:
             user,
             catalog=cat,
             entry=entry,
-            rows=rows.to_dict("records"),
+            rows=_for_people(entry["table"], rows).to_dict("records"),
             page_no=page_no,
             pages=max(1, -(-int(entry["rows"]) // data.PAGE_SIZE)),
             version=version,
@@ -858,6 +860,28 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _label(value: Any, kind: labels.Kind) -> str:
+    return "" if value is None else labels.label(kind, str(value))
+
+
+def _header(column: Any, dataset: Any = None) -> str:
+    """A column named in a row (rejects.column) as its Chinese header."""
+    if column is None or (isinstance(column, float) and column != column) or column == "":
+        return ""
+    return labels.header_of(str(dataset) if isinstance(dataset, str) else None, str(column))
+
+
+def _for_people(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A page's rows of a published table with its codes as Chinese labels (domain.labels)."""
+    columns = {c: [None if pd.isna(v) else v for v in frame[c]] for c in frame.columns}
+    changed = labels.labelled(table, columns)
+    if not changed:
+        return frame
+    return frame.assign(
+        **{c: pd.Series(v, index=frame.index, dtype=object) for c, v in changed.items()}
+    )
+
+
 def _masked_id(value: str) -> str:
     return str(mask_series(pd.Series([value], dtype="string"), "id").iloc[0])
 
@@ -874,17 +898,20 @@ def _convert(src: data.Source, cat: dict[str, Any], entry: dict[str, Any], fmt: 
     """A format the publication did not write (CSV beside XLSX, or XLSX of a CSV table),
     from the table's Parquet, with the same Chinese headers."""
     table = pq.read_table(data.table_file(src, cat, entry, "parquet"))
-    labels = [c["label"] for c in entry["columns"]]
+    headers = [c["label"] for c in entry["columns"]]
     out = Path(tempfile.mkdtemp(prefix="portal-")) / f"{entry['table']}.{fmt}"
     if fmt == "csv":
-        files.write_csv_bom(out, table, labels)
+        files.write_csv_bom(out, table, headers)
     else:
+        people = for_people(entry["table"], table)
         files.write_xlsx(
             out,
-            table,
-            labels,
-            sheet=str(entry.get("title") or entry["table"]),
+            people.data,
+            headers,
+            sheet=people.sheet,
             created=date.fromisoformat(str(cat["exchange_date"])),
+            counts=people.counts,
+            note=people.note,
         )
     return out
 
@@ -894,8 +921,9 @@ def _xlsx(frame: pd.DataFrame, table: str, title: str) -> bytes:
 
     tdef = table_def(table)
     names = [c for c in frame.columns if c in tdef.names]
-    labels = [tdef.column(c).label for c in names]
-    arrow = pa.Table.from_pandas(frame[names], preserve_index=False) if len(frame) else None
+    headers = [tdef.column(c).label for c in names]
+    frame = _for_people(table, frame[names])
+    arrow = pa.Table.from_pandas(frame, preserve_index=False) if len(frame) else None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.xlsx"
         if arrow is None:
@@ -911,7 +939,7 @@ def _xlsx(frame: pd.DataFrame, table: str, title: str) -> bytes:
         if "exchange_date" in arrow.column_names:
             i = arrow.column_names.index("exchange_date")
             arrow = arrow.set_column(i, "exchange_date", arrow.column(i).cast(pa.date32()))
-        files.write_xlsx(path, arrow, labels, sheet=title, created=date(2000, 1, 1))
+        files.write_xlsx(path, arrow, headers, sheet=title, created=date(2000, 1, 1))
         return path.read_bytes()
 
 

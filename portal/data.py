@@ -42,11 +42,17 @@ from sqlalchemy import (
 )
 
 from domain import definitions as dd
+from domain import labels
 from expectations.contract import Contract, load_contracts
-from portal import gx_labels
 from tasks.alerts import PUBLISHED_COLUMNS, with_status
 from warehouse import published as files
-from warehouse.publish import AccessMatrix, RowCondition, apply_access, default_access
+from warehouse.publish import (
+    AccessMatrix,
+    RowCondition,
+    apply_access,
+    default_access,
+    table_def,
+)
 from warehouse.tables import deliveries, history_tables, rejects
 from warehouse.tables_alerts import alert_runs, alerts
 from warehouse.tables_ops import freshness
@@ -134,15 +140,6 @@ def shape(
 
 # --- my night ---------------------------------------------------------------------------------
 
-_FRESH_LABEL = {"on_time": "按时", "late": "迟到", "missing": "缺报", "failed": "退回"}
-STATUS_LABEL = {
-    "loaded": "已入库",
-    "failed": "整批退回",
-    "duplicate": "重复报送",
-    "superseded": "已被重报替换",
-    "missing": "未报送",
-}
-
 
 def night(src: Source, conn: Connection, consumer: str, days: int = 14) -> dict[str, Any]:
     """The consumer's deliveries (and missing ones) of the last `days` exchange dates."""
@@ -207,8 +204,8 @@ def night(src: Source, conn: Connection, consumer: str, days: int = 14) -> dict[
                 "exchange_date": day,
                 "source_file": r.source_file or "",
                 "status": r.status,
-                "status_label": STATUS_LABEL.get(str(r.status), str(r.status)),
-                "timeliness": _FRESH_LABEL.get(states.get((r.dataset, day), ""), ""),
+                "status_label": labels.label("ledger", str(r.status)),
+                "timeliness": labels.label("freshness", states.get((r.dataset, day), "")),
                 "rows_in": _int(r.rows_in),
                 "rows_loaded": _int(r.rows_loaded),
                 "rows_rejected": _int(r.rows_rejected),
@@ -525,7 +522,7 @@ def delivery(
         return None
     row = shaped.iloc[0].to_dict()
     row["delivery_id"] = delivery_id
-    row["status_label"] = STATUS_LABEL.get(str(row["status"]), str(row["status"]))
+    row["status_label"] = labels.label("ledger", str(row["status"]))
     row["gx"] = gx_result(src, delivery_id)
     return row
 
@@ -533,7 +530,7 @@ def delivery(
 def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
     """The GX expectations of a delivery: which, on which column, passed or not, how many
     unexpected (counts and percentages only: GX's sample values are never shown), each also
-    in Chinese for people (portal.gx_labels; the column's header from the contract)."""
+    in Chinese for people (domain.labels; the column's header from the contract)."""
     if src.gx_root is None or not re.fullmatch(r"[A-Za-z0-9_\-]{8,64}", delivery_id):
         return []
     out: list[dict[str, Any]] = []
@@ -554,9 +551,9 @@ def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
             out.append(
                 {
                     "suite": suite,
-                    "suite_label": gx_labels.suite_label(suite),
+                    "suite_label": labels.suite_label(suite),
                     "expectation": kind,
-                    "label": gx_labels.expectation_label(kind, config.get("meta") or {}),
+                    "label": labels.expectation_label(kind, config.get("meta") or {}),
                     "column": "、".join(str(c) for c in columns),
                     "column_label": "、".join(_header(contract, str(c)) for c in columns),
                     "success": bool(result.get("success")),
@@ -568,13 +565,21 @@ def gx_result(src: Source, delivery_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def _published_header(dataset: str, column: str) -> str:
+    """A dataset's published column as its Chinese header (derived ones too: 年龄, 已冲销)."""
+    try:
+        return table_def(dataset).column(column).label
+    except KeyError:
+        return column
+
+
 def _header(contract: Contract | None, column: str) -> str:
     """A column's Chinese header; a helper column of the suites (`_defects`) is the row."""
     if column.startswith("_"):
         return "整行"
     if contract is not None and column in contract.column_names:
         return contract.column(column).header
-    return column
+    return labels.header_of(None, column)
 
 
 def _safe_observed(value: Any) -> str:
@@ -892,7 +897,7 @@ def lookup_person(src: Source, conn: Connection, id_number: str) -> dict[str, An
                     "valid_from": version["valid_from"],
                     "valid_to": version["valid_to"],
                     "values": {
-                        contract.column(k).header if k in contract.column_names else k: v
+                        _published_header(dataset, k): v
                         for k, v in shaped.iloc[0].items()
                         if not k.endswith("person_key") and v is not None and not pd.isna(v)
                     },

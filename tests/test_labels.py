@@ -1,7 +1,9 @@
 """Chinese for people, codes for programs (issue 14, item 3): every report (HTML and XLSX),
-the CLI's night lines and ledger table, and the help of every CLI command are scanned for the
-English status, severity and rule codes of domain/labels.py; any one found where a person
-reads fails the test."""
+every published XLSX of a generated county (all consumers), every portal page a department and
+the bureau can see, the CLI's night lines and ledger table, and the help of every CLI command
+are scanned for the English status, severity, rule and reason codes of domain/labels.py and
+for code-named headers; any one found where a person reads fails the test. Parquet and CSV
+keep the codes (programs read them)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from typing import Any
 
 import openpyxl
 import pandas as pd
+import portal_county
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import typer
 from rich.console import Console
@@ -21,11 +26,13 @@ from test_reports import MARCH, W12, County, county, warehouse  # noqa: F401  (f
 from typer.testing import CliRunner
 
 from cli.app import app, night_line, summary_table
-from domain.labels import codes, column_label, label
+from domain.labels import CODED_COLUMNS, KINDS, codes, column_label, header_of, label, sheet_name
+from expectations.contract import load_contracts
 from flows.nightly import NightResult
 from tasks.alerts import AlertSummary
 from tasks.intake import IntakeSummary
 from tasks.reports import Period, build_report
+from warehouse.publish import SHARED_TABLES, default_access, table_def
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function BaseConnection.__del__"
@@ -35,10 +42,13 @@ pytestmark = pytest.mark.filterwarnings(
 
 def english_codes() -> set[str]:
     """Every code a person must never read: statuses, severities, outcomes, and the rules
-    written as English words (key_conflict, id_checksum …; YB-01 is the rule's number)."""
+    written as English words (key_conflict, id_checksum, the contracts'
+    row rules …; YB-01 is the rule's number)."""
     found: set[str] = set()
-    for kind in ("ledger", "freshness", "alert_status", "severity", "outcome", "rule"):
-        found |= {c for c in codes(kind) if re.fullmatch(r"[a-z][a-z0-9_]*", c)}  # type: ignore[arg-type]
+    # The audit log's actions and forms are plain English words (file, export, key …) that
+    # English text may hold: the XLSX scan finds them as whole cells (code_cells) instead.
+    for kind in set(KINDS) - {"audit_action", "personal"}:
+        found |= {c for c in codes(kind) if re.fullmatch(r"[a-z][a-z0-9_]*", c)}
     return found
 
 
@@ -49,8 +59,9 @@ def codes_in(text: str) -> list[str]:
 
 
 def visible_html(html: str) -> str:
-    """The text a person sees: no <style>, no tags or attributes."""
-    html = re.sub(r"<style>.*?</style>", " ", html, flags=re.S)
+    """The text a person sees: no <style>, no tags or attributes, no <code> (names for
+    programs, such as the portal's list of a table's field names)."""
+    html = re.sub(r"<(style|script|code)\b[^>]*>.*?</\1>", " ", html, flags=re.S)
     return re.sub(r"<[^>]+>", " ", html)
 
 
@@ -76,8 +87,8 @@ def test_the_mapping_is_generated_from_the_declarations() -> None:
     assert label("freshness", "late") == "迟报"
     assert column_label("XC_REN", "id_number") == "证件号码"
     # every code has a Chinese label
-    for kind in ("ledger", "freshness", "alert_status", "severity", "outcome", "rule"):
-        for code, text in codes(kind).items():  # type: ignore[arg-type]
+    for kind in KINDS:
+        for code, text in codes(kind).items():
             assert re.search(r"[\u4e00-\u9fff]", text), (kind, code, text)
     # the scanner finds what it must
     assert codes_in("交付 loaded 15；应报 late 3") == ["late", "loaded"]
@@ -194,3 +205,262 @@ def test_every_help_is_chinese_without_codes(command: list[str]) -> None:
         and not re.match(r"│ (portal|users|tokens) ", line)  # the portal's, as listed
     ]
     assert [line for line in described if not re.search(r"[\u4e00-\u9fff]", line)] == []
+
+
+# --- published files and portal pages of a generated county -------------------------------------
+
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[a-z]{3,}")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# Columns whose text a person typed or a program named (a user name, a file, a digest): an
+# English word there is not a code to translate.
+_FREE = {"操作者", "文件名", "对象", "校验值（SHA-256）", "文件校验值（SHA-256）", "预警依据"}
+
+
+def code_cells(path: Path) -> list[str]:
+    """What a person reads in a published XLSX that is a code: an English status, severity,
+    rule or reason code anywhere, a header or sheet name without Chinese, a cell that is an
+    English identifier (id_number, key_conflict, loaded …)."""
+    book = openpyxl.load_workbook(path)
+    found: list[str] = []
+    for ws in book.worksheets:
+        if not _CJK.search(ws.title) or re.search(r"[A-Za-z]", ws.title):
+            found.append(f"sheet {ws.title!r}")
+        rows = list(ws.iter_rows(values_only=True))
+        headers = [str(h) for h in rows[0]] if rows else []
+        found += [f"header {h!r}" for h in headers if not _CJK.search(h)]
+        for row in rows[1:]:
+            for header, value in zip(headers, row, strict=False):
+                if not isinstance(value, str) or header in _FREE:
+                    continue
+                found += [f"{header}: {c}" for c in codes_in(value)]
+                if _IDENTIFIER.fullmatch(value):
+                    found.append(f"{header}: {value}")
+    book.close()
+    return found
+
+
+def test_the_scanners_find_what_they_look_for(tmp_path: Path) -> None:
+    from warehouse.published import write_xlsx
+
+    table = pa.table({"rule": ["key_conflict"], "column": ["id_number"], "n": [1]})
+    write_xlsx(
+        tmp_path / "x.xlsx",
+        table,
+        ["规则", "column", "数"],
+        sheet="户信息 (roster",
+        created=date(2025, 3, 16),
+    )
+    found = code_cells(tmp_path / "x.xlsx")
+    assert "header 'column'" in found and "规则: key_conflict" in found
+    assert "column: id_number" in found and any(f.startswith("sheet") for f in found)
+    html = "<p>状态 open</p><table><td><code>id_number</code></td></table>"
+    assert codes_in(visible_html(html)) == ["open"] and "id_number" not in visible_html(html)
+
+
+def test_every_published_column_and_title_has_a_chinese_label() -> None:
+    """No silent fallback: a column without a Chinese label (contract header or domain.labels)
+    fails here, as does a title that makes no clean sheet name."""
+    names = [*SHARED_TABLES, *load_contracts()]
+    sheets = [sheet_name(table_def(n).title) for n in names]
+    for name, sheet in zip(names, sheets, strict=True):
+        tdef = table_def(name)
+        assert [c.name for c in tdef.columns if not _CJK.search(c.label)] == [], name
+        assert len(sheet) <= 31 and _CJK.search(sheet) and not re.search(r"[A-Za-z(]", sheet)
+        assert not sheet.endswith(("（", " ")), sheet
+    assert len(set(sheets)) == len(sheets)
+    assert (
+        sheet_name("户信息 (roster households, export of the national monitoring system)")
+        == "户信息"
+    )
+    assert sheet_name("户籍变动 (死亡、迁移、出生)") == "户籍变动（死亡、迁移、出生）"
+    for table, columns in CODED_COLUMNS.items():
+        assert set(columns) <= set(table_def(table).names), table
+    # every row rule of every contract reads as a sentence
+    for contract in load_contracts().values():
+        for rule in contract.row_rules:
+            assert _CJK.search(label("rule", rule.id)), rule.id
+
+
+def test_town_summary_xlsx_has_numbers_marks_and_percentages(tmp_path: Path) -> None:
+    """A count is a numeric cell, a suppressed one the text "<5" set apart and explained below
+    the table, a rate a percentage; Parquet and CSV keep the documented "<5" text."""
+    from tasks.publication import town_summary
+    from warehouse.publish import to_arrow
+    from warehouse.publish.people import for_people
+    from warehouse.published import write_csv_bom, write_xlsx
+
+    households = pd.DataFrame(
+        {
+            "household_id": [f"H{i}" for i in range(12)],
+            "town": ["城关镇"] * 10 + ["龙泉镇"] * 2,
+            "monitoring_category": ["边缘易致贫户"] * 9 + [None] + ["脱贫不稳定户"] * 2,
+            "risk_eliminated": [True] * 6 + [False] * 6,
+        }
+    )
+    persons = pd.DataFrame(
+        {
+            "household_id": [f"H{i}" for i in range(12) for _ in range(2)],
+            "in_roster": True,
+            "deceased": [False, True] * 12,
+        }
+    )
+    alerts = pd.DataFrame({"town": ["城关镇"] * 6, "risk_type": ["因病"] * 6, "status": "open"})
+    tdef = table_def("town_summary")
+    arrow = to_arrow(
+        town_summary(households, persons, alerts), [(c, "plain") for c in tdef.columns]
+    )
+    people = for_people("town_summary", arrow)
+    labels = [c.label for c in tdef.columns]
+    path = tmp_path / "town_summary.xlsx"
+    write_xlsx(
+        path,
+        people.data,
+        labels,
+        sheet=people.sheet,
+        created=date(2025, 3, 16),
+        counts=people.counts,
+        note=people.note,
+    )
+    ws = openpyxl.load_workbook(path).active
+    rows = {
+        r[0].value: {h: c for h, c in zip(labels, r, strict=True)}
+        for r in ws.iter_rows(min_row=2, max_row=3)
+    }
+    town = rows["城关镇"]
+    assert town["监测户数"].value == 9 and town["监测户数"].data_type == "n"
+    assert town["未处置预警数（因病）"].value == 6 and town["未处置预警数（因病）"].data_type == "n"
+    rate = town["风险消除率（户）"]
+    assert (
+        rate.data_type == "n" and rate.value == pytest.approx(0.6667) and "%" in rate.number_format
+    )
+    small = rows["龙泉镇"]["监测户数"]
+    assert small.value == "<5" and small.font.i and small.number_format != "@"
+    assert rows["龙泉镇"]["风险消除率（户）"].value is None
+    notes = [c.value for c in ws["A"] if isinstance(c.value, str) and c.value.startswith("注")]
+    assert (
+        len(notes) == 1 and "<5" in notes[0] and ws.max_row == 5
+    )  # 2 towns, a blank row, the note
+    # no number stored as text anywhere in the sheet
+    for row in ws.iter_rows(min_row=2, max_row=3):
+        assert [c.value for c in row if isinstance(c.value, str) and c.value.isdigit()] == []
+    # Parquet and CSV keep the documented text form
+    assert arrow.column("monitored_households").to_pylist() == ["9", "<5"]
+    write_csv_bom(tmp_path / "t.csv", arrow, labels)
+    assert "<5" in (tmp_path / "t.csv").read_text("utf-8-sig")
+
+
+@pytest.fixture(scope="module")
+def generated(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api: None
+) -> Iterator[portal_county.PortalCounty]:
+    """Three real nights of a 60-household county (SQLite), published, with portal accounts."""
+    home = tmp_path_factory.mktemp("labels") / "home"
+    built = portal_county.build(home, f"sqlite:///{home.parent / 'warehouse.db'}")
+    yield built
+    built.engine.dispose()
+
+
+def test_every_published_xlsx_speaks_chinese(generated: portal_county.PortalCounty) -> None:
+    """Every XLSX of every consumer: Chinese sheet name and headers, coded values as labels,
+    page setup kept; the Parquet beside it keeps the codes."""
+    root = Path(str(generated.settings.publish_dir))
+    books = sorted(p for p in root.glob("current/*/*.xlsx"))
+    consumers = {p.parent.name for p in books}
+    assert consumers == set(default_access().consumers), consumers
+    found = {str(p.relative_to(root / "current")): code_cells(p) for p in books}
+    assert {k: v for k, v in found.items() if v} == {}
+    for path in books:
+        ws = openpyxl.load_workbook(path).active
+        assert (
+            ws.page_setup.orientation == "landscape" and ws.sheet_properties.pageSetUpPr.fitToPage
+        )
+        assert ws.print_title_rows == "$1:$1" and ws.freeze_panes == "A2", path
+    # what the scan would have caught: the codes are there, in the Parquet
+    xc = root / "current" / "XC"
+    rejects = pq.read_table(xc / "rejects.parquet").to_pandas()
+    alerts = pq.read_table(xc / "alerts.parquet").to_pandas()
+    ledger = pq.read_table(xc / "deliveries.parquet").to_pandas()
+    assert "id_number" in set(rejects["column"]) and "key_conflict" in set(rejects["rule"])
+    assert "open" in set(alerts["status"]) and "loaded" in set(ledger["status"])
+    sheet = openpyxl.load_workbook(xc / "rejects.xlsx").active
+    shown = {(r[4], r[5]) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    wanted = {
+        (header_of(d, c), label("rule", r))
+        for d, c, r in rejects[["dataset", "column", "rule"]].itertuples(index=False)
+    }
+    assert shown == wanted
+    assert openpyxl.load_workbook(xc / "XC_HU.xlsx").active.title == "户信息"
+
+
+_SNAKE = re.compile(r"(?<![A-Za-z0-9_.:/-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![A-Za-z0-9_])")
+
+
+def names_in(url: str, html: str) -> list[str]:
+    """Code names (id_number, head_id_number …) in a page's visible text; the API's own page
+    documents parameter names for programs and is not read for them."""
+    return [] if url.startswith("/api/") else _SNAKE.findall(visible_html(html))
+
+
+def _pages(web: Any, bureau: bool) -> Iterator[tuple[str, str]]:
+    """Every page a logged-in person reaches from the menu, and the pages those link to (the
+    tables, the data-quality pages, the alerts), with their filters' choices."""
+    start = ["/night", "/data", "/problems", "/alerts", "/api/docs"]
+    if bureau:
+        start += ["/bureau", "/reports", "/lookup"]
+    seen: set[str] = set()
+    per_kind: dict[str, int] = {}
+    queue = list(start)
+    while queue:
+        url = queue.pop(0)
+        kind = url.rsplit("/", 1)[0] if url.count("/") > 1 else url
+        if url in seen or per_kind.get(kind, 0) >= 8:  # a few of each kind of page
+            continue
+        seen.add(url)
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+        r = web.get(url)
+        assert r.status_code == 200, url
+        yield url, r.text
+        queue += re.findall(r'href="(/(?:data|quality|alerts)/[^"?#/]+)"', r.text)
+
+
+def test_every_portal_page_speaks_chinese(
+    generated: portal_county.PortalCounty, tmp_path: Path
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient as Client
+    from portal.app import create_app
+
+    app = create_app(generated.config())
+    checked: dict[str, int] = {}
+    for username, (_, role, _) in portal_county.ACCOUNTS.items():
+        web = Client(app)
+        token = re.search(r'name="csrf" value="([^"]+)"', web.get("/login").text)
+        assert token
+        r = web.post(
+            "/login",
+            data={"username": username, "password": portal_county.PASSWORD, "csrf": token.group(1)},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        pages = list(_pages(web, role == "bureau"))
+        if role == "bureau":
+            profile = pq.read_table(
+                Path(str(generated.settings.publish_dir)) / "XC" / "person_profile.parquet"
+            ).to_pandas()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/lookup").text)
+            assert csrf
+            found = web.post(
+                "/lookup", data={"id_number": profile["id_number"].iloc[0], "csrf": csrf.group(1)}
+            )
+            pages.append(("/lookup (POST)", found.text))
+        bad = {url: [*codes_in(visible_html(html)), *names_in(url, html)] for url, html in pages}
+        assert {u: c for u, c in bad.items() if c} == {}, username
+        checked[username] = len(pages)
+        kinds = {re.sub(r"/[^/]+$", "/*", u) for u, _ in pages}
+        assert {"/quality/*", "/data/*"} <= kinds, (username, kinds)
+        if role == "bureau":
+            assert "/alerts/*" in kinds
+    assert all(n > 5 for n in checked.values()), checked

@@ -29,10 +29,10 @@ import portal_county
 from conftest import _backends, _pg_url, pg_schema_url
 from fastapi.routing import APIRoute
 
+from domain.labels import EXPECTATION_LABEL
 from expectations.contract import load_contracts
 from expectations.gx_suite import build_suites
 from portal.app import create_app
-from portal.gx_labels import EXPECTATION_LABEL
 from portal.security import hash_password, new_api_token
 from tasks.alerts import raise_alerts
 from warehouse import portal_store as store

@@ -36,7 +36,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -87,11 +87,21 @@ def _python_columns(table: pa.Table) -> list[list[Any]]:
 
 
 def write_xlsx(
-    path: Path, table: pa.Table, labels: Sequence[str], *, sheet: str, created: date
+    path: Path,
+    table: pa.Table,
+    labels: Sequence[str],
+    *,
+    sheet: str,
+    created: date,
+    counts: Collection[str] = (),
+    note: str | None = None,
 ) -> None:
     """XLSX for people: Chinese headers, dates as dates, text (ids) as text, flags as 是/否.
 
-    The workbook's creation date is the exchange date, so the same table gives the same bytes.
+    `counts`: text columns holding counts or a suppression mark ("<5"): a count is written as
+    a number, a mark as text set apart (grey, italic, right-aligned) and `note` below the table
+    says what it means. The workbook's creation date is the exchange date, so the same table
+    gives the same bytes.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Small sheets are built in memory (no temporary files); large ones row by row on disk.
@@ -109,11 +119,14 @@ def write_xlsx(
     rates = {
         i for i, f in enumerate(table.schema) if "rate" in f.name and pa.types.is_floating(f.type)
     }
+    counted = {i for i, f in enumerate(table.schema) if f.name in counts}
+    mark_fmt = workbook.add_format({"italic": True, "font_color": "#595959", "align": "right"})
     sheet_ = workbook.add_worksheet(_excel_sheet_name(sheet))
     types = [f.type for f in table.schema]
     for col, (label, kind) in enumerate(zip(labels, types, strict=True)):
         width = max(len(label) * 2 + 2, 20 if pa.types.is_string(kind) else 12)
-        sheet_.set_column(col, col, min(width, 40), text_fmt if pa.types.is_string(kind) else None)
+        as_text = pa.types.is_string(kind) and col not in counted
+        sheet_.set_column(col, col, min(width, 40), text_fmt if as_text else None)
     sheet_.freeze_panes(1, 0)
     # Page setup (issue 14): A4 landscape, one page wide, the header row on every page.
     sheet_.set_paper(9)
@@ -131,7 +144,11 @@ def write_xlsx(
             value = columns[col][row]
             if value is None:
                 continue
-            if pa.types.is_string(kind):
+            if col in counted and value.isdigit():
+                sheet_.write_number(r, col, int(value))
+            elif col in counted:
+                sheet_.write_string(r, col, value, mark_fmt)
+            elif pa.types.is_string(kind):
                 sheet_.write_string(r, col, value[:_XLSX_MAX_TEXT])
             elif pa.types.is_date(kind):
                 sheet_.write_datetime(r, col, datetime.combine(value, time()), date_fmt)
@@ -144,6 +161,8 @@ def write_xlsx(
                 sheet_.write_number(r, col, value, rate_fmt if col in rates else None)
     if table.num_columns:
         sheet_.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
+    if note:  # below the table, a blank row apart: outside the filter, never summed
+        sheet_.write_string(table.num_rows + 2, 0, note)
     workbook.close()
 
 

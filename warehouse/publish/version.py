@@ -28,6 +28,7 @@ from warehouse.publish.incremental import (
     _reusable,
 )
 from warehouse.publish.inputs import audit_frame
+from warehouse.publish.people import for_people
 from warehouse.publish.sql import SqlTarget, _publish_sql
 from warehouse.publish.tables import (
     XLSX_MAX_ROWS,
@@ -463,7 +464,16 @@ def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: int) -> N
     if out.data.num_rows <= xlsx_max_rows:
         sheet = folder / f"{out.table}.xlsx"
         created = out.created or as_of
-        files.write_xlsx(sheet, out.data, labels, sheet=table_def(out.table).title, created=created)
+        people = for_people(out.table, out.data)
+        files.write_xlsx(
+            sheet,
+            people.data,
+            labels,
+            sheet=people.sheet,
+            created=created,
+            counts=people.counts,
+            note=people.note,
+        )
         written.append((sheet, "xlsx"))
     else:
         sheet = folder / f"{out.table}.csv"
