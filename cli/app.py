@@ -1,5 +1,8 @@
 """The `datashare` command: the edge where settings are read and runs are started.
 
+Over 600 lines on purpose: the one list of commands, each a short function over a flow or a
+step, with the option help (in Chinese) that makes up most of its length.
+
 The top of the layers (issue 12): it imports flows, steps, the warehouse and the portal;
 nothing imports it. Settings are built here once and passed down as arguments (flows read them
 through `datashare.settings.current_settings`), never by writing `DATASHARE_*` into os.environ.

@@ -1,5 +1,8 @@
 """The nightly run: take in every delivery of one exchange date, merge it, and publish.
 
+Over 600 lines on purpose: the one place that wires a night's tasks in order, with the run's
+configuration, artifacts and state message beside the tasks they describe; the work is below.
+
     nightly(exchange_date)            the Prefect flow (the deployment's entrypoint)
       discover_deliveries             one task: what the landing area holds for the date
       take_in_dataset × N             one task per dataset, concurrent: read, validate, gate,

@@ -150,6 +150,7 @@ def _disk_bytes(root: Path) -> int:
     return total
 
 
+@pytest.mark.slow  # 30 nights end to end: in CI's full run, not in the quick set
 def test_retention_keeps_the_publish_folder_bounded_over_30_nights(
     prefect_api: None,
     county,  # type: ignore[no-untyped-def]

@@ -1,5 +1,8 @@
 """A synthetic county (陇县, 610327) and the files its departments deliver night after night.
 
+Over 600 lines on purpose: one short builder per dataset over one shared County; split by
+dataset, each file would need the whole county's state and the dated changes that tie them.
+
     build_county(seed, households) ── County (ground truth: households, persons, and what each
          │                            department knows about them, with dated changes)
          ├── dataset_rows(county, dataset, D)   canonical rows a department delivers for date D

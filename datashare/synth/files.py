@@ -1,5 +1,8 @@
 """Delivered files as county offices produce them, from canonical rows and a dataset contract.
 
+Over 600 lines on purpose: the catalogue of defects and of file formats real offices send, each
+a few lines, kept beside the one seeded pipeline that applies them in order.
+
 Three layers, each a pure function of its inputs (a seeded numpy Generator stands for chance):
 
     canonical rows ─ inject_defects ─ delivered_values ─ (duplicates) ─ render_delivery ─ bytes
