@@ -699,6 +699,8 @@ _WEEKDAYS_ZH = ("一", "二", "三", "四", "五", "六", "日")
 
 def datasets_table(contracts: dict[str, Contract], calendar: Calendar) -> Table:
     """One row per dataset contract (expectations/contracts), with its delivery calendar."""
+    from domain.labels import table_title
+
     table = Table(title=f"数据集约定（{len(contracts)} 个）")
     for header in ("代码", "名称", "部门", "方式", "应报日", "格式"):
         table.add_column(header, no_wrap=header != "名称", overflow="fold")
@@ -713,7 +715,7 @@ def datasets_table(contracts: dict[str, Contract], calendar: Calendar) -> Table:
             due = "每周" + "、".join(_WEEKDAYS_ZH[d] for d in entry.weekdays)
         table.add_row(
             name,
-            contract.title,
+            table_title(contract.title),  # people's form: the English aside dropped
             contract.dept,
             _MODES.get(contract.mode, contract.mode),
             due,

@@ -7,6 +7,7 @@ Dates are fixed exchange dates of 2025; "today" is pinned with DATASHARE_TODAY.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,12 +20,14 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pytest
+from rich.console import Console
 from test_labels import codes_in
 from typer.testing import CliRunner
 
 from cli.app import app, datasets_table, demo_home
 from datashare.settings import Settings
 from datashare.synth import build_county, write_night
+from domain.labels import table_title
 from expectations.contract import load_contracts
 from flows.nightly import NightResult, RunMarks, night_marks
 from tasks.alerts import AlertSummary
@@ -159,13 +162,17 @@ def remote_assets(html: str) -> list[str]:
 
 
 def test_datasets_lists_every_contract_with_its_calendar() -> None:
-    result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
+    assert "数据集约定（16 个）" in result.output
     contracts = load_contracts()
-    lines = result.output.splitlines()
+    # The rows, at a width where nothing wraps (the CLI's console takes the terminal's width).
+    wide = Console(width=250, file=io.StringIO())
+    wide.print(datasets_table(contracts, load_calendar()))
+    lines = wide.file.getvalue().splitlines()
     for name, contract in contracts.items():
         [line] = [line for line in lines if re.search(rf"\b{name}\b", line)]
-        assert contract.title[:6] in line and contract.dept in line
+        assert table_title(contract.title) in line and contract.dept in line
         assert contract.format.upper() in line
     calendar = load_calendar()
     table = datasets_table(contracts, calendar)
