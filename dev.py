@@ -2,8 +2,8 @@
 """Set up the project's virtual environment from the lock file, then run a command in it.
 
     python3 dev.py demo        set up, then run `datashare demo` (synthetic county, several nights)
-    python3 dev.py test        set up, then run the whole test suite (slow tests included)
-    python3 dev.py test -m "not slow"   the quick set: without the long end-to-end tests
+    python3 dev.py test        set up, then run the tests (the slow group left out: minutes)
+    python3 dev.py test --run-slow      everything, as CI runs it (.ci/run sets DATASHARE_TEST_ALL)
     python3 dev.py check       set up, then lint, type-check, check the import layers and test
     python3 dev.py -- CMD ...  set up, then run any command inside the environment
 

@@ -131,23 +131,99 @@ def prefect_api() -> Iterator[None]:
         yield
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run the slow group (CI does: CI or DATASHARE_TEST_ALL=1 in the environment)",
+    )
+
+
+def _run_slow(config: pytest.Config) -> bool:
+    """The slow group runs in CI, when asked, or when the caller chose tests themselves (a
+    marker expression or a test's own node id)."""
+    return bool(
+        config.getoption("--run-slow")
+        or os.environ.get("CI")
+        or os.environ.get("DATASHARE_TEST_ALL")
+        or config.getoption("markexpr")
+        or any("::" in arg for arg in config.args)
+    )
+
+
+def _params(item: pytest.Item) -> set[str]:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return set()
+    return {getattr(v, "__name__", str(v)) for v in callspec.params.values()}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`@pytest.mark.postgres_sample(*values)`: a matrix whose cases differ only in pandas work
+    """Two markers thin out matrices, and the slow group leaves the default run.
+
+    `@pytest.mark.postgres_sample(*values)`: a matrix whose cases differ only in pandas work
     (which dataset is missing, which day it is) runs every case on SQLite and, on PostgreSQL,
     only the cases whose parameters (or their `__name__`) include one of `values`; the rest are
-    deselected (shown in the summary). The SQL each case issues is the same, so PostgreSQL gains
-    nothing from the others, and they cost minutes of CI."""
+    deselected everywhere, CI included (shown in the summary). The SQL each case issues is the
+    same, so PostgreSQL gains nothing from the others, and they cost minutes of CI.
+
+    `@pytest.mark.quick_sample(*values)`: the cases whose parameters include one of `values`
+    stay in the default run; the others join the `slow` group, which CI runs. A backend name
+    ("sqlite", "postgres") keeps one backend of an end-to-end test in the default run.
+
+    The `slow` group is left out of the default run (the edit-test loop: under five minutes on
+    a 2-core machine) unless `_run_slow` says otherwise; CI runs everything."""
     kept, dropped = [], []
     for item in items:
+        params = _params(item)
         sample = item.get_closest_marker("postgres_sample")
-        callspec = getattr(item, "callspec", None)
-        on_pg = callspec is not None and callspec.params.get("warehouse_url") == "postgres"
-        if sample is not None and on_pg:
-            wanted = {str(v) for v in sample.args}
-            if not wanted & {getattr(v, "__name__", str(v)) for v in callspec.params.values()}:
+        if sample is not None and "postgres" in params:
+            callspec = getattr(item, "callspec", None)
+            on_pg = callspec is not None and callspec.params.get("warehouse_url") == "postgres"
+            if on_pg and not {str(v) for v in sample.args} & params:
                 dropped.append(item)
                 continue
+        quick = item.get_closest_marker("quick_sample")
+        if quick is not None and not {str(v) for v in quick.args} & params:
+            item.add_marker(pytest.mark.slow)
         kept.append(item)
+    if not _run_slow(config):
+        slow = [item for item in kept if item.get_closest_marker("slow") is not None]
+        dropped += slow
+        kept = [item for item in kept if item.get_closest_marker("slow") is None]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # Longest first (`--dist loadfile` hands out whole files in this order): the run does not
+    # end with one worker alone on a long file. The rest keep their order.
+    rank = {name: i for i, name in enumerate(_LONGEST_FILES)}
+    kept.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+    items[:] = kept
+
+
+# The files that take longest in the default run (measured: junit times, docs/testing.md). The
+# portal's county is built once and shared (portal_county.sqlite_copy), so test_labels and
+# test_portal_hold follow test_portal at a distance instead of waiting for it side by side.
+_LONGEST_FILES = (
+    "test_portal",
+    "test_intake",
+    "test_reports",
+    "test_flow",
+    "test_reports_empty",
+    "test_alerts",
+    "test_labels",
+    "test_quarantine_keeps_key",
+    "test_night_failures",
+    "test_operator",
+    "test_corpus",
+    "test_portal_hold",
+)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _run_slow(config):
+        return "slow group: included"
+    return (
+        "slow group: left out (the deselected count includes it); "
+        "python3 dev.py test --run-slow runs it, and CI always does"
+    )

@@ -1,14 +1,21 @@
 """A small generated county after real nights, with portal accounts: the portal tests' data.
 
-Built once per backend per test session (the nights take a while) under a temporary folder.
+`build` runs the nights; `sqlite_copy` gives each test module its own copy of one SQLite county
+built once per test session (across xdist workers, under a file lock), so the modules that only
+need "a county after three nights" do not each pay for the nights.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from datashare.settings import Settings
@@ -51,12 +58,8 @@ class PortalCounty:
         )
 
 
-def build(home: Path, url: str, households: int = 60, seed: int = 15) -> PortalCounty:
-    """Generate the county, run NIGHTS real nights, add the accounts."""
-    import os
-
-    from flows.nightly import run_nightly
-
+@contextmanager
+def _environment(home: Path, url: str) -> Iterator[None]:
     env = {
         "DATASHARE_HOME": str(home),
         "DATASHARE_WAREHOUSE_URL": url,
@@ -68,6 +71,20 @@ def build(home: Path, url: str, households: int = 60, seed: int = 15) -> PortalC
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the flow reads its settings at entry, as a deployed run does
     try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def build(home: Path, url: str, households: int = 60, seed: int = 15) -> PortalCounty:
+    """Generate the county, run NIGHTS real nights, add the accounts."""
+    from flows.nightly import run_nightly
+
+    with _environment(home, url):
         settings = Settings()
         county = build_county(seed, households)
         landing = Path(str(settings.landing))
@@ -75,12 +92,6 @@ def build(home: Path, url: str, households: int = 60, seed: int = 15) -> PortalC
         for day in days:
             write_night(county, landing, day, defect_rate=0.05)
             run_nightly(day, settings)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     engine = connect(url)
     try:
         upgrade(engine)
@@ -98,3 +109,37 @@ def build(home: Path, url: str, households: int = 60, seed: int = 15) -> PortalC
     finally:
         engine.dispose()
     return PortalCounty(settings, url, days[-1], connect(url))
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    import fcntl  # POSIX; the suite runs on Linux
+
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sqlite_copy(tmp_path_factory: pytest.TempPathFactory, name: str) -> PortalCounty:
+    """A private copy of the session's SQLite county: built by the first module that asks (the
+    others wait on a file lock), then copied, so a module may change its copy freely. Paths in
+    the copy are its own (settings, publish folder, the `current` link is relative); only the
+    ledger's `location` still names the first build's landing files, which nothing here reads."""
+    base = tmp_path_factory.getbasetemp()
+    shared_root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    golden = shared_root / "portal_county_sqlite"
+    with _exclusive(shared_root / "portal_county_sqlite.lock"):
+        if not (golden / "built").exists():
+            shutil.rmtree(golden, ignore_errors=True)
+            first = build(golden / "home", f"sqlite:///{golden / 'warehouse.db'}")
+            first.engine.dispose()
+            (golden / "built").touch()
+    target = tmp_path_factory.mktemp(name) / "county"
+    shutil.copytree(golden, target, symlinks=True)
+    url = f"sqlite:///{target / 'warehouse.db'}"
+    with _environment(target / "home", url):
+        settings = Settings()
+    return PortalCounty(settings, url, DAY1 + timedelta(days=NIGHTS - 1), connect(url))

@@ -790,6 +790,7 @@ def test_an_alert_is_raised_once_resolved_and_reopened(engine: Engine) -> None:
         assert days == 5
 
 
+@pytest.mark.quick_sample("postgres")
 def test_feedback_closes_for_good_until_a_new_episode(engine: Engine) -> None:
     for i in range(6):
         night(engine, i)
@@ -820,6 +821,7 @@ def _published(engine: Engine, day: date) -> pd.DataFrame:
         return alerts_frame(conn, day)
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_rerun_and_rebuild_give_the_nightly_alerts(engine: Engine) -> None:
     feedback = [{"alert_id": inc_id("H2"), "outcome": "数据错误", "checked_date": NIGHTS[6]}]
     snapshots = {}

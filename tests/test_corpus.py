@@ -428,6 +428,7 @@ def env(
     return Settings()
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_a_night_with_hostile_files_loads_everything_else(env: Settings) -> None:
     from flows.nightly import run_nightly
 

@@ -85,6 +85,7 @@ def _take_in(url: str, tmp: Path, landing: Path, day: date, dataset: str) -> str
         engine.dispose()
 
 
+@pytest.mark.quick_sample("XC_REN")
 @pytest.mark.parametrize("dataset", ["XC_REN", "YB_JIESUAN"])
 def test_a_merge_killed_midway_leaves_the_warehouse_as_before(
     warehouse_url: str, tmp_path: Path, dataset: str

@@ -156,6 +156,7 @@ def take(engine: Engine, tmp_path: Path, content: bytes, ext: str) -> IntakeSumm
     return intake_delivery(ref, content, REN, COMMON, engine, options)
 
 
+@pytest.mark.quick_sample("csv-utf8", "xlsx")
 @pytest.mark.parametrize("fmt_name", sorted(FORMATS))
 @pytest.mark.parametrize("case_name", sorted(CASES))
 def test_duplicates_collapse_before_rules_across_rows(

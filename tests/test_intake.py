@@ -271,6 +271,7 @@ def required_plain_column(contract: Contract) -> str:
 # --- each dataset: a good file and a broken file -------------------------------------------------
 
 
+@pytest.mark.quick_sample("XC_HU", "XC_REN", "YB_JIESUAN", "ZJ_FANGWU")
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_good_file_loads_every_row(dataset: str, wh: Warehouse, tmp_path: Path) -> None:
     contract = CONTRACTS[dataset]
@@ -309,6 +310,7 @@ def test_good_file_loads_every_row(dataset: str, wh: Warehouse, tmp_path: Path) 
     assert len(wh.current(dataset)) == len(truth)
 
 
+@pytest.mark.quick_sample("XC_HU", "XC_REN", "YB_JIESUAN", "ZJ_FANGWU")
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_broken_file_quarantines_exactly_the_planted_defects(
     dataset: str, wh: Warehouse, tmp_path: Path

@@ -56,6 +56,7 @@ def _published(engine_url: str, out: Path, day: date) -> dict[str, str]:
     }
 
 
+@pytest.mark.quick_sample("postgres")
 def test_a_warehouse_restored_from_the_lake_alone_publishes_the_same(
     warehouse_url: str, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def _table(settings: Settings, query: Any) -> pd.DataFrame:
         engine.dispose()
 
 
+@pytest.mark.quick_sample("RuntimeError")
 @pytest.mark.postgres_sample("RecursionError")
 @pytest.mark.parametrize("crash", [RuntimeError, RecursionError])
 def test_a_delivery_whose_reader_crashes_fails_alone_and_the_night_goes_on(
@@ -135,6 +136,7 @@ def test_a_delivery_whose_reader_crashes_fails_alone_and_the_night_goes_on(
     assert _table(env, select(func.count()).select_from(history_tables["JT_XUEJI"])).iat[0, 0] > 0
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_a_report_that_fails_is_recorded_and_the_night_still_publishes(
     env: Settings, hook: _Hook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +184,7 @@ KINDS_OF_DAY = [
 ]
 
 
+@pytest.mark.quick_sample(date(2025, 12, 31), date(2026, 12, 6))
 @pytest.mark.postgres_sample(date(2025, 8, 31), date(2026, 12, 6))
 @pytest.mark.parametrize("day", KINDS_OF_DAY, ids=str)
 def test_a_night_with_only_the_roster_delivered_on_every_kind_of_day(

@@ -45,8 +45,7 @@ def served(
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    home = tmp_path_factory.mktemp("portal_browser") / "home"
-    county = portal_county.build(home, f"sqlite:///{home.parent / 'warehouse.db'}")
+    county = portal_county.sqlite_copy(tmp_path_factory, "portal_browser")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -40,8 +40,7 @@ NOW = datetime(2025, 3, 13, 9, 0, tzinfo=UTC)
 def county(
     tmp_path_factory: pytest.TempPathFactory, prefect_api: None
 ) -> Iterator[portal_county.PortalCounty]:
-    home = tmp_path_factory.mktemp("portal_hold") / "home"
-    built = portal_county.build(home, f"sqlite:///{home.parent / 'warehouse.db'}")
+    built = portal_county.sqlite_copy(tmp_path_factory, "portal_hold")
     yield built
     built.engine.dispose()
 

@@ -57,6 +57,7 @@ def _entries(root: Path) -> dict[tuple[str, str], dict[str, object]]:
     return {(t["consumer"], t["table"]): t for t in catalog["tables"] if t["table"] != "audit_log"}
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_incremental_night_links_unchanged_tables_and_equals_a_full_publication(
     prefect_api: None,
     county,  # type: ignore[no-untyped-def]

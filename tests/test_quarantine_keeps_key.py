@@ -216,6 +216,7 @@ def _closed(engine: Engine) -> list[int]:
         )
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_a_typo_or_a_conflict_never_removes_a_household(
     engine: Engine, tmp_path: Path, warehouse_url: str
 ) -> None:

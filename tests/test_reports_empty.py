@@ -164,6 +164,7 @@ def _households_on(frames: Frames, on: date) -> pd.DataFrame:
     return frames[("XC_HU", day)]
 
 
+@pytest.mark.quick_sample("XC_HU", "YB_JIESUAN")
 @pytest.mark.postgres_sample("XC_HU", "ZJ_FANGWU", "YB_JIESUAN")
 @pytest.mark.parametrize("missing", SOURCES)
 def test_each_dataset_missing_in_turn(
@@ -229,6 +230,7 @@ def _check_side_without(missing: str, f: ReportFigures, households: int) -> None
         assert e["employed"] == e["unemployed"] == e["employed_hh"] == 0
 
 
+@pytest.mark.quick_sample("ZJ_FANGWU")
 @pytest.mark.postgres_sample("XC_HU", "ZJ_FANGWU", "YB_JIESUAN")
 @pytest.mark.parametrize("only", SOURCES)
 def test_only_one_dataset_delivered(
@@ -270,6 +272,7 @@ def _strangers(frames: Frames) -> Frames:
     return out
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_datasets_matching_no_roster_person(
     frames: Frames, full: list[ReportFiles], warehouse_url: str, tmp_path: Path
 ) -> None:
@@ -283,6 +286,7 @@ def test_datasets_matching_no_roster_person(
             _check_side_without(dataset, f, households)
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_files_left_untaken_in_the_landing_area_show_in_the_report(
     frames: Frames, warehouse_url: str, tmp_path: Path
 ) -> None:
