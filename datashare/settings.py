@@ -122,8 +122,9 @@ class Settings(BaseSettings):
             return key
         if self.environment == "production":
             raise ConfigurationError(
-                "DATASHARE_SECRET is not set: person_key cannot be computed. Set it to a long "
-                "random value kept outside the repository (the same value every night)."
+                "未设置 DATASHARE_SECRET：无法计算 person_key。请设置一个足够长的随机值（保存在"
+                "仓库之外，每晚不变），例如 python3 -c 'import secrets; "
+                "print(secrets.token_hex(32))' 的输出"
             )
         key_file = self.home / "secret.key"
         if not key_file.exists():

@@ -211,7 +211,7 @@ def rule(rule_id: str) -> Rule:
     for declared in _declared:
         if declared.rule_id == rule_id:
             return declared
-    raise KeyError(f"no alert rule {rule_id!r} is declared (domain/alert_rules.py)")
+    raise KeyError(f"预警规则 {rule_id!r} 未声明：请先在 domain/alert_rules.py 的 RULES 中声明")
 
 
 def implements(rule_id: str) -> Callable[[RuleFunction], RuleFunction]:
@@ -225,7 +225,7 @@ def implements(rule_id: str) -> Callable[[RuleFunction], RuleFunction]:
             function.__qualname__,
         )  # the same function again (a module reloaded) is not a second one
         if bound is not None and not same:
-            raise ValueError(f"alert rule {rule_id} has two functions")
+            raise ValueError(f"预警规则 {rule_id} 有两个实现函数（@implements），只能有一个")
         _functions[rule_id] = function
         return function
 
@@ -238,8 +238,8 @@ def function_of(rule_id: str) -> RuleFunction:
         return _functions[rule_id]
     except KeyError:
         raise LookupError(
-            f"alert rule {rule_id} is declared but no function implements it "
-            "(@implements in tasks/alerts.py)"
+            f"预警规则 {rule_id} 已声明，但没有实现它的函数：请在 tasks/alerts/ 中用 "
+            f"@implements({rule_id!r}) 标注其函数"
         ) from None
 
 
@@ -269,7 +269,7 @@ def extra_rule(declaration: Rule, function: RuleFunction) -> Iterator[Rule]:
     is written into RULES above.
     """
     if any(r.rule_id == declaration.rule_id for r in _declared):
-        raise ValueError(f"alert rule {declaration.rule_id} is already declared")
+        raise ValueError(f"预警规则 {declaration.rule_id} 已声明过，不能重复声明")
     _declared.append(declaration)
     _functions[declaration.rule_id] = function
     try:

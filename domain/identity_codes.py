@@ -109,7 +109,7 @@ def province_codes(path: Path = PROVINCES_CSV) -> frozenset[str]:
         codes = frozenset(row["code"] for row in csv.DictReader(f))
     malformed = sorted(c for c in codes if len(c) != 2 or not c.isdigit())
     if malformed or not codes:
-        raise ValueError(f"{path.name}: province codes must be two digits, got {malformed}")
+        raise ValueError(f"{path.name}：省级代码须为两位数字且不能为空（不合格的：{malformed}）")
     return codes
 
 

@@ -55,7 +55,7 @@ class Column(_Model):
     @model_validator(mode="after")
     def _enum_has_values(self) -> Column:
         if self.type in {"enum", "enum_multi"} and not self.values:
-            raise ValueError(f"enum column {self.name} declares no values")
+            raise ValueError(f"枚举列 {self.name} 没有列出取值（values）")
         return self
 
 
@@ -132,7 +132,7 @@ class Contract(_Model):
         for c in self.columns:
             if c.name == name:
                 return c
-        raise KeyError(f"{self.dataset} has no column {name!r}")
+        raise KeyError(f"{self.dataset} 没有列 {name!r}")
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -163,7 +163,9 @@ class Contract(_Model):
         for d in self.derive:
             missing += [c for c in (d.column, d.from_column) if c not in names]
         if missing:
-            raise ValueError(f"{self.dataset}: unknown columns {sorted(set(missing))}")
+            raise ValueError(
+                f"{self.dataset}：主键、行规则或派生列引用了未声明的列 {sorted(set(missing))}"
+            )
         return self
 
 
@@ -190,7 +192,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as f:
         data = yaml.safe_load(f)
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name}: a contract file must hold a mapping")
+        raise ValueError(f"{path.name}：数据集约定文件的顶层应为映射（键: 值），请检查 YAML 格式")
     return data
 
 
@@ -215,7 +217,9 @@ def use_expectations(directory: Path) -> Iterator[Path]:
     without touching the installed one; the history tables follow (warehouse.tables)."""
     directory = Path(directory).resolve()
     if not (directory / "contracts" / "_common.yaml").is_file():
-        raise FileNotFoundError(f"{directory} holds no contracts/_common.yaml")
+        raise FileNotFoundError(
+            f"{directory} 中没有 contracts/_common.yaml：不是 expectations/ 那样的目录"
+        )
     _in_use.append(directory)
     try:
         _changed()
@@ -260,7 +264,9 @@ def _load_contracts(directory: Path) -> dict[str, Contract]:
             continue
         contract = Contract.model_validate(_load_yaml(path))
         if contract.dataset != path.stem:
-            raise ValueError(f"{path.name} declares dataset {contract.dataset}")
+            raise ValueError(
+                f"{path.name} 声明的数据集是 {contract.dataset}：文件名须与数据集代码一致"
+            )
         contracts[contract.dataset] = contract
     return contracts
 
@@ -269,4 +275,4 @@ def get_contract(dataset: str) -> Contract:
     try:
         return load_contracts()[dataset]
     except KeyError:
-        raise KeyError(f"no contract for dataset {dataset!r}") from None
+        raise KeyError(f"数据集 {dataset!r} 没有数据集约定") from None

@@ -103,7 +103,7 @@ def _guarded(check: str, run: Callable[[], pd.Series]) -> pd.Series:
     try:
         return run()
     except Exception as err:
-        raise CheckFailed(f"{check} raised {type(err).__name__}") from None
+        raise CheckFailed(f"检查 {check} 运行出错（{type(err).__name__}）") from None
 
 
 class _HidesValues:
@@ -322,7 +322,7 @@ def find_row_rule(dataset: str, rule_id: str) -> RowRule:
     for rule in get_contract(dataset).row_rules:
         if rule.id == rule_id:
             return rule
-    raise KeyError(f"{dataset} has no row rule {rule_id!r}")
+    raise KeyError(f"{dataset} 的数据集约定中没有行规则 {rule_id!r}")
 
 
 def row_rule_columns(rule: RowRule, *, filler: str = "source_row") -> list[str]:
@@ -372,10 +372,12 @@ class RowRuleHolds(MulticolumnMapMetricProvider):
         if exchange_date:
             on = date.fromisoformat(exchange_date)
         elif rule.check == "min_age":
-            raise ValueError(f"row rule {rule_id} of {dataset} needs an exchange_date")
+            raise ValueError(
+                f"{dataset} 的行规则 {rule_id}（min_age）需要 exchange_date，调用时未给出"
+            )
         else:
             on = date.min  # only min_age reads the date
-        return ~_guarded(f"row rule {rule_id}", lambda: row_rule_broken(column_list, rule, on))
+        return ~_guarded(f"行规则 {rule_id}", lambda: row_rule_broken(column_list, rule, on))
 
 
 class ExpectRowRuleToHold(_HidesValues, MulticolumnMapExpectation):

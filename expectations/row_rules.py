@@ -198,7 +198,9 @@ def row_rule_broken(frame: pd.DataFrame, rule: RowRule, exchange_date: date) -> 
     """True for each row of `frame` (normalised, typed) where `rule` is broken."""
     if rule.check == "hook":
         if rule.hook not in HOOKS:
-            raise KeyError(f"row rule {rule.id} names unknown hook {rule.hook!r}")
+            raise KeyError(
+                f"行规则 {rule.id} 指向未知的钩子 {rule.hook!r}：请检查数据集约定中的 hook 名称"
+            )
         check = HOOKS[rule.hook]
     else:
         check = CHECKS[rule.check]

@@ -90,7 +90,7 @@ class PlanItem:
 
 def _dates(date_from: date, date_to: date) -> list[date]:
     if date_to < date_from:
-        raise ValueError(f"--to {date_to} is before --from {date_from}")
+        raise ValueError(f"--to {date_to} 早于 --from {date_from}：请把较早的日期写在 --from")
     return [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
 
 
@@ -107,7 +107,7 @@ def plan_backfill(
     contracts = load_contracts()
     unknown = set(datasets or ()) - set(contracts)
     if unknown:
-        raise ValueError(f"unknown datasets {sorted(unknown)}")
+        raise ValueError(f"未知的数据集 {sorted(unknown)}：请检查 --dataset 的拼写")
     wanted = [c for name, c in sorted(contracts.items()) if not datasets or name in datasets]
     d = deliveries.c
     with engine.connect() as conn:
@@ -168,7 +168,7 @@ def missed_dates(engine: Engine, today: date, policy: Policy) -> list[date]:
         return gap[-1:]
     if policy == "skip":
         return []
-    raise ValueError(f"unknown catch-up policy {policy!r}: all, latest or skip")
+    raise ValueError(f"未知的补跑策略 DATASHARE_CATCH_UP={policy!r}：应为 all、latest 或 skip")
 
 
 @task(
@@ -331,7 +331,7 @@ def backfill(
 def _bounded_runner(settings: Settings, max_parallel: int | None) -> Any:
     """The configured runner, with at most `max_parallel` datasets at a time."""
     if max_parallel is not None and max_parallel < 1:
-        raise ValueError("--max-parallel must be at least 1")
+        raise ValueError("--max-parallel 至少为 1")
     if settings.task_runner == "dask":
         bounded = settings.model_copy(update={"max_workers": max_parallel or settings.max_workers})
         return task_runner(bounded)

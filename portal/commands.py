@@ -34,7 +34,7 @@ def register(
                 with engine.begin() as conn:
                     return fn(conn)
             except AccountError as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"错误：{exc}", err=True)
                 raise typer.Exit(2) from None
             finally:
                 engine.dispose()
@@ -50,7 +50,7 @@ def register(
             password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
         problem = password_problem(password)
         if problem:
-            typer.echo(f"error: {problem}", err=True)
+            typer.echo(f"错误：{problem}", err=True)
             raise typer.Exit(2)
         return password
 
@@ -70,7 +70,7 @@ def register(
         s = settings()
         config = guarded(lambda: portal_config(s))
         where = f"http://{host or s.portal_host}:{port or s.portal_port}"
-        typer.echo(f"portal at {where} (behind a TLS reverse proxy in production); Ctrl+C to stop")
+        typer.echo(f"门户已在 {where} 运行（生产环境请置于 TLS 反向代理之后）；按 Ctrl+C 停止")
         uvicorn.run(
             create_app(config),
             host=host or s.portal_host,
@@ -95,10 +95,10 @@ def register(
 
         consumer = consumer.upper()
         if consumer not in default_access().consumers or consumer == PUBLIC:
-            typer.echo(f"error: 未知的部门代码 {consumer}", err=True)
+            typer.echo(f"错误：未知的部门代码 {consumer}", err=True)
             raise typer.Exit(2)
         if role in ("bureau", "admin") and consumer != "XC":
-            typer.echo("error: 乡村振兴局工作人员和管理员账号须属于 XC", err=True)
+            typer.echo("错误：乡村振兴局工作人员和管理员账号须属于 XC", err=True)
             raise typer.Exit(2)
         hashed = hash_password(_password(password_stdin))
         _write(
@@ -112,7 +112,7 @@ def register(
                 at=datetime.now(UTC),
             )
         )
-        typer.echo(f"account {username} added ({consumer}, {role})")
+        typer.echo(f"已添加账号 {username}（{consumer}，{role}）")
 
     @users_app.command("disable")
     def users_disable(username: str) -> None:
@@ -120,7 +120,7 @@ def register(
         from warehouse import portal_store as store
 
         _write(lambda c: store.set_active(c, username, False, datetime.now(UTC)))
-        typer.echo(f"account {username} disabled")
+        typer.echo(f"已停用账号 {username}")
 
     @users_app.command("enable")
     def users_enable(username: str) -> None:
@@ -128,7 +128,7 @@ def register(
         from warehouse import portal_store as store
 
         _write(lambda c: store.set_active(c, username, True, datetime.now(UTC)))
-        typer.echo(f"account {username} enabled")
+        typer.echo(f"已启用账号 {username}")
 
     @users_app.command("reset")
     def users_reset(
@@ -141,7 +141,7 @@ def register(
 
         hashed = hash_password(_password(password_stdin))
         _write(lambda c: store.reset_password(c, username, hashed, datetime.now(UTC)))
-        typer.echo(f"password of {username} reset")
+        typer.echo(f"已重置账号 {username} 的密码")
 
     @users_app.command("list")
     def users_list() -> None:
@@ -155,7 +155,7 @@ def register(
                 select(u.c.username, u.c.consumer, u.c.role, u.c.active).order_by(u.c.username)
             ):
                 typer.echo(
-                    f"{r.username}\t{r.consumer}\t{r.role}\t{'active' if r.active else 'disabled'}"
+                    f"{r.username}\t{r.consumer}\t{r.role}\t{'启用' if r.active else '已停用'}"
                 )
 
         _write(show)
@@ -172,7 +172,7 @@ def register(
 
         consumer = consumer.upper()
         if consumer not in default_access().consumers or consumer == PUBLIC:
-            typer.echo(f"error: 未知的部门代码 {consumer}", err=True)
+            typer.echo(f"错误：未知的部门代码 {consumer}", err=True)
             raise typer.Exit(2)
         token_id, token, digest = new_api_token()
         _write(
@@ -194,7 +194,7 @@ def register(
         from warehouse import portal_store as store
 
         _write(lambda c: store.revoke_token(c, token_id, datetime.now(UTC)))
-        typer.echo(f"token {token_id} revoked")
+        typer.echo(f"已吊销令牌 {token_id}")
 
     @tokens_app.command("list")
     def tokens_list() -> None:
@@ -203,7 +203,7 @@ def register(
 
         def show(c: Any) -> None:
             for t in store.list_tokens(c):
-                state = "revoked" if t.revoked_at else "active"
+                state = "已吊销" if t.revoked_at else "有效"
                 typer.echo(f"{t.token_id}\t{t.consumer}\t{state}\t{t.name}")
 
         _write(show)

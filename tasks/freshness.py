@@ -68,12 +68,12 @@ class DatasetCalendar(BaseModel):
         if value == "daily":
             return tuple(range(7))
         if not isinstance(value, list):
-            raise ValueError("weekdays: 'daily' or a list of mon..sun")
+            raise ValueError("weekdays 应为 'daily' 或由 mon…sun 组成的列表")
         try:
             return tuple(sorted({WEEKDAYS.index(str(v).lower()[:3]) for v in value}))
         except ValueError:
             raise ValueError(
-                f"weekdays: unknown day in {value}; use {', '.join(WEEKDAYS)}"
+                f"weekdays 中有无法识别的星期 {value}：请用 {'、'.join(WEEKDAYS)}"
             ) from None
 
 
@@ -110,18 +110,16 @@ def _load(path: Path, datasets: frozenset[str]) -> Calendar:
     try:
         calendar = Calendar.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"delivery calendar {path.name} is invalid: {exc}") from None
+        raise ConfigurationError(f"报送日程 {path.name} 无效：{exc}") from None
     # Every dataset has an entry, and every entry a dataset: a forgotten entry would make a
     # dataset silently never expected ("not expected" is written `weekdays: []`).
     problems = []
     if unknown := sorted(set(calendar.datasets) - datasets):
-        problems.append(f"names unknown datasets {unknown} (no contract declares them)")
+        problems.append(f"列有未知的数据集 {unknown}（没有数据集约定声明它们）")
     if missing := sorted(datasets - set(calendar.datasets)):
-        problems.append(
-            f"has no entry for datasets {missing} (add one; `{{weekdays: []}}` if never expected)"
-        )
+        problems.append(f"缺少数据集 {missing} 的条目（请补上；从不应报的写 `{{weekdays: []}}`）")
     if problems:
-        raise ConfigurationError(f"delivery calendar {path.name} " + "; ".join(problems))
+        raise ConfigurationError(f"报送日程 {path.name} " + "；".join(problems))
     return calendar
 
 
@@ -219,7 +217,7 @@ def check_freshness(
     transaction. Columns: dept, dataset, exchange_date, state, due_at, received_at, delivery_id.
     """
     if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+        raise ValueError("now 必须带时区（timezone-aware）")
     calendar = calendar or load_calendar()
     expected = expected_deliveries(exchange_date, calendar, datasets)
     d = deliveries.c

@@ -523,7 +523,8 @@ def open_landing(
             from datashare.errors import ConfigurationError
 
             raise ConfigurationError(
-                "SQL views are configured but DATASHARE_LANDING_SQL_URL is not"
+                "已配置 DATASHARE_LANDING_SQL_VIEWS（SQL 视图交付），但未设置 "
+                "DATASHARE_LANDING_SQL_URL：请设置部门数据库的地址，或删除视图配置"
             )
         return SqlViewLanding(sql_url, sql_views)
     if url.startswith(("http://", "https://")):

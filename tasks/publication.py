@@ -115,7 +115,7 @@ def collect_shared_tables(
         from tasks import profiles
     except ImportError as exc:
         raise PublishError(
-            f"the profile and alert providers are not available: {exc.name}"
+            f"无法加载画像和预警模块 {exc.name}，不能发布：安装可能不完整，请重新安装 datashare"
         ) from None
     tables: dict[str, pd.DataFrame] = {
         "person_profile": profiles.person_profile(conn, as_of),

@@ -454,5 +454,6 @@ def check_conservation(rows_in: int, loaded: int, rejected: int, duplicates: int
     """Nothing lost, nothing invented: every delivered row is accounted for exactly once."""
     if rows_in != loaded + rejected + duplicates:
         raise ConservationError(
-            f"rows_in {rows_in} != loaded {loaded} + rejected {rejected} + duplicates {duplicates}"
+            f"行数对不上：收到 {rows_in} 行 ≠ 入库 {loaded} + 隔离 {rejected} + 重复 {duplicates}"
+            "（rows_in ≠ loaded + rejected + duplicates）；这是程序缺陷，请报告开发人员"
         )

@@ -131,7 +131,7 @@ def test_plan_says_what_and_why(county, warehouse_url: str, tmp_path: Path) -> N
             (d0.isoformat(), "XC_REN", "re-delivered"),
         ]
         assert all("身份证" not in p.detail for p in plan)
-        with pytest.raises(ValueError, match="unknown datasets"):
+        with pytest.raises(ValueError, match="未知的数据集"):
             plan_backfill(engine, open_landing(str(landing)), d0, d0, ["NOPE"])
     finally:
         engine.dispose()
@@ -239,6 +239,7 @@ def test_range_run_equals_night_by_night(
     assert sorted(done) == days
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_dataset_subset_only_touches_those_datasets(
     prefect_api: None,
     county,
@@ -296,7 +297,7 @@ def test_no_catch_up_before_the_first_night(warehouse_url: str) -> None:
         assert missed_dates(engine, date(2025, 3, 16), "all") == []
         with engine.begin() as conn:
             record_night(conn, date(2025, 3, 1), "nightly", datetime.now(UTC))
-        with pytest.raises(ValueError, match="catch-up policy"):
+        with pytest.raises(ValueError, match="未知的补跑策略"):
             missed_dates(engine, date(2025, 3, 16), "sometimes")  # type: ignore[arg-type]
     finally:
         engine.dispose()

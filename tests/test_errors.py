@@ -7,8 +7,10 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +225,121 @@ def test_the_cli_passes_options_as_arguments_not_through_the_environment(tmp_pat
         check=True,
     )
     assert done.stdout.split() == [str(tmp_path / "demo"), "demo", "True"]
+
+
+# --- messages speak Chinese (issue 14) ------------------------------------------------------------
+
+# Where the errors of the tree are made; their messages reach the operator (`错误：…` on the
+# command line), the ledger or the portal.
+MESSAGE_PACKAGES = ("datashare", "domain", "expectations", "warehouse", "tasks", "flows", "portal")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+# name -> (position, keyword) of the message argument of a call that makes an error of ours
+Makers = dict[str, tuple[int, str]]
+
+
+def _name(call: ast.Call) -> str | None:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def _message(call: ast.Call, makers: Makers) -> ast.expr | None:
+    """The message argument of `call` if it makes an error of ours, else None."""
+    name = _name(call)
+    if name not in makers:
+        return None
+    position, keyword = makers[name]
+    if len(call.args) > position:
+        return call.args[position]
+    return next((k.value for k in call.keywords if k.arg == keyword), None)
+
+
+def _makers(trees: list[ast.Module]) -> Makers:
+    """The classes of the tree, and the functions that pass one of their parameters on as such
+    an error's message (tasks.read's `where.unreadable(reason)`), to a fixed point."""
+    makers: Makers = {cls.__name__: (0, "reason") for cls in _tree()}
+    functions = [
+        node for tree in trees for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+    ]
+    grown = True
+    while grown:
+        grown = False
+        for function in functions:
+            if function.name in makers:
+                continue
+            params = [
+                a.arg
+                for a in (*function.args.posonlyargs, *function.args.args)
+                if a.arg not in ("self", "cls")
+            ]
+            for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
+                message = _message(call, makers)
+                if isinstance(message, ast.Name) and message.id in params:
+                    makers[function.name] = (params.index(message.id), message.id)
+                    grown = True
+                    break
+    return makers
+
+
+def _literal_text(message: ast.expr) -> str:
+    """The literal text of a message: a string constant, the literal parts of an f-string, and
+    both sides of a `+` (not the constants inside a subscript or a call: `fields["reason"]`)."""
+    if isinstance(message, ast.Constant) and isinstance(message.value, str):
+        return message.value
+    if isinstance(message, ast.JoinedStr):
+        return "".join(_literal_text(part) for part in message.values)
+    if isinstance(message, ast.BinOp) and isinstance(message.op, ast.Add):
+        return _literal_text(message.left) + _literal_text(message.right)
+    return ""
+
+
+def _messages(tree: ast.Module, makers: Makers) -> Iterator[tuple[int, str]]:
+    """(line, literal text) of every error of ours made in `tree` with a literal message:
+    `raise X(...)`, `X(...)` built and returned for a caller to raise, and calls of the
+    functions that make one. A message that is only a variable (`GateFailed(reason, ...)`) is
+    judged where its text is written."""
+    for node in ast.walk(tree):
+        message = _message(node, makers) if isinstance(node, ast.Call) else None
+        if message is not None and (text := _literal_text(message)):
+            yield node.lineno, text
+
+
+def _english(source: str) -> list[int]:
+    tree = ast.parse(source)
+    return sorted(line for line, text in _messages(tree, _makers([tree])) if not HAN.search(text))
+
+
+def test_every_error_message_of_ours_speaks_chinese() -> None:
+    files = {
+        str(path.relative_to(ROOT)): ast.parse(path.read_text(encoding="utf-8"))
+        for package in MESSAGE_PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    makers = _makers(list(files.values()))
+    assert {"unreadable", "layout"} <= set(makers)  # tasks.read's helpers are followed
+    sites = [
+        (name, line, text) for name, tree in files.items() for line, text in _messages(tree, makers)
+    ]
+    assert len(sites) > 80  # the scan sees the messages
+    assert {f.split("/")[0] for f, _, _ in sites} >= {"datashare", "warehouse", "tasks", "flows"}
+    english = [f"{f}:{line}: {text!r}" for f, line, text in sites if not HAN.search(text)]
+    assert english == []
+
+
+def test_the_message_check_finds_english_in_every_form() -> None:
+    source = textwrap.dedent("""
+        raise ConfigurationError("DATASHARE_SECRET is not set")
+        raise errors.PublishError(f"{table}: the input lacks columns {missing}")
+        def refuse(who): return RunLocked("locked by " + who)
+        raise HistoryError(f"{dataset}: " + "; ".join(problems))
+        raise LayoutError(reason=f"{column} missing", dataset=ds)
+        def bad(self, why, row=None): return UnreadableDelivery(why, row=row)
+        raise where.bad("empty file", row=3)
+        raise refuse(holder)
+        raise GateFailed(reason, dept=dept)
+        raise ConfigurationError(f"未设置 {name}：请设置")
+        raise where.bad(why="文件为空")
+        raise ValueError("not one of ours")
+        raise where.bad(fields["reason"], row=fields["row"])
+    """)
+    assert _english(source) == [2, 3, 4, 5, 6, 8]

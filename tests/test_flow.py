@@ -91,6 +91,7 @@ def _state(settings: Settings) -> dict[str, object]:
     return state
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_the_same_nights_run_twice_change_nothing(env: Settings) -> None:
     county = build_county(11, 40)
     landing = Path(str(env.landing))
@@ -111,6 +112,7 @@ def test_the_same_nights_run_twice_change_nothing(env: Settings) -> None:
     assert _state(env) == first
 
 
+@pytest.mark.quick_sample("postgres")
 def test_a_failed_delivery_then_its_corrected_redelivery(env: Settings) -> None:
     county = build_county(12, 40)
     landing = Path(str(env.landing))
@@ -179,7 +181,7 @@ def test_cli_exit_codes_give_a_one_line_reason(tmp_path: Path) -> None:
     unreachable = {**base, "DATASHARE_WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     down = _cli("run", "--date", "2025-03-10", env=unreachable)
     assert down.returncode == 3, down.stderr
-    assert "cannot reach the warehouse" in down.stderr
+    assert "无法连接仓库" in down.stderr and "nobody@127.0.0.1:1/none" in down.stderr
     for result in (bad_date, missing, down):
         assert "Traceback" not in result.stderr + result.stdout
         assert len(result.stderr.strip().splitlines()) == 1

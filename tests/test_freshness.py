@@ -50,9 +50,9 @@ def test_calendar_says_what_is_due_and_when() -> None:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("datasets: {NOPE: {weekdays: daily}}", "unknown datasets"),
-        ("datasets: {XC_HU: {weekdays: [someday]}}", "unknown day"),
-        ("datasets: {XC_HU: {weekdays: daily, by: '25:00'}}", "invalid"),
+        ("datasets: {NOPE: {weekdays: daily}}", "未知的数据集"),
+        ("datasets: {XC_HU: {weekdays: [someday]}}", "无法识别的星期"),
+        ("datasets: {XC_HU: {weekdays: daily, by: '25:00'}}", "无效"),
     ],
 )
 def test_a_broken_calendar_fails_loudly(tmp_path: Path, text: str, message: str) -> None:
@@ -67,14 +67,14 @@ def test_every_dataset_needs_its_calendar_entry(tmp_path: Path) -> None:
     path = tmp_path / "calendar.yaml"
     # A forgotten entry would make the dataset silently never expected: refused, by name.
     path.write_text(installed.replace("  WJ_MANBING: {weekdays: [tue]}\n", ""))
-    with pytest.raises(ConfigurationError, match=r"no entry for datasets \['WJ_MANBING'\]"):
+    with pytest.raises(ConfigurationError, match=r"缺少数据集 \['WJ_MANBING'\] 的条目"):
         load_calendar(path)
     # So is an entry no contract declares, named with the missing one.
     path.write_text(installed.replace("WJ_MANBING:", "WJ_MANBIN:"))
     with pytest.raises(ConfigurationError) as caught:
         load_calendar(path)
-    assert "unknown datasets ['WJ_MANBIN']" in str(caught.value)
-    assert "no entry for datasets ['WJ_MANBING']" in str(caught.value)
+    assert "未知的数据集 ['WJ_MANBIN']" in str(caught.value)
+    assert "缺少数据集 ['WJ_MANBING'] 的条目" in str(caught.value)
     # "Not expected" is said explicitly, and is then never due.
     path.write_text(
         installed.replace("WJ_MANBING: {weekdays: [tue]}", "WJ_MANBING: {weekdays: []}")

@@ -500,7 +500,7 @@ def test_repeated_or_empty_keys_are_refused_without_values(engine: Engine) -> No
     table = delivery("XC_REN", D1, [ren(P1, "张三华"), ren(P1, "张三华", health="残疾")])
     with pytest.raises(HistoryError) as err:
         merge(engine, "XC_REN", D1, table)
-    assert P1 not in str(err.value) and "1 repeated" in str(err.value)
+    assert P1 not in str(err.value) and "1 个主键重复" in str(err.value)
     assert versions(engine, "XC_REN") == []
 
 
@@ -526,7 +526,7 @@ def test_a_refusal_by_the_database_names_no_values(engine: Engine) -> None:
     with pytest.raises(HistoryError) as err:
         merge(engine, "XC_REN", D2, delivery("XC_REN", D2, [ren(P1, "张三华", health="残疾")]))
     message = str(err.value)
-    assert "refused" in message and P1 not in message and "张三华" not in message
+    assert "仓库拒绝并入" in message and P1 not in message and "张三华" not in message
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 

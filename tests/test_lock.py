@@ -69,13 +69,13 @@ def test_second_process_refuses_with_who_and_since(warehouse_url: str) -> None:
         second = _child(warehouse_url, "backfill", 0, 0)
         out, err = second.communicate(timeout=60)
         assert second.returncode == 4, err
-        assert "refused" in out and "nightly 2025-03-12" in out and "since" in out
+        assert "refused" in out and "nightly 2025-03-12" in out and "UTC 起持有" in out
         assert "pid" in out
         # In this process too, while the other holds it.
         engine = connect(warehouse_url)
         try:
             with (
-                pytest.raises(RunLocked, match="locked by another run"),
+                pytest.raises(RunLocked, match="仓库正被另一运行占用"),
                 writer_lock(engine, owner="test"),
             ):
                 pass

@@ -83,7 +83,7 @@ def _is_alembic_bookkeeping(diff: object) -> bool:
 
 def test_the_revision_command_has_nothing_to_write_for_the_installed_contracts() -> None:
     assert pending_changes() == []
-    with pytest.raises(ConfigurationError, match="nothing to write"):
+    with pytest.raises(ConfigurationError, match="无需生成新的迁移文件"):
         write_revision("nothing")
 
 

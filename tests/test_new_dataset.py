@@ -82,7 +82,7 @@ def _add_access(folder: Path) -> None:
 
 def test_a_contract_without_its_calendar_entry_is_refused(expectations: Path) -> None:
     with use_expectations(expectations):
-        with pytest.raises(ConfigurationError, match=r"no entry for datasets \['MZ_TEKUN'\]"):
+        with pytest.raises(ConfigurationError, match=r"缺少数据集 \['MZ_TEKUN'\] 的条目"):
             load_calendar()
         _add_calendar_entry(expectations)
         assert "MZ_TEKUN" in {ds for _, ds, _ in expected_deliveries(DAY1)}

@@ -172,10 +172,11 @@ def test_lock_conflicts_exit_4_in_one_line_without_prefect(base: dict[str, str],
         ("backfill", "--from", DAY, "--to", DAY),
     ):
         result = _cli(*args, env=env)
-        _refused(result, 4, "locked by another run", "nightly 2025-03-12")
+        _refused(result, 4, "仓库正被另一运行占用", "nightly 2025-03-12")
         assert "prefect" not in (result.stdout + result.stderr).lower()
 
 
+@pytest.mark.slow  # a whole night through the CLI in a subprocess: in CI's full run
 def test_a_good_night_records_its_odd_files(base: dict[str, str], tmp_path: Path) -> None:
     """A real run through the CLI: exit 0, and the stray files are in landing_issues and in the
     department's published ledger."""

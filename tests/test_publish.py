@@ -440,15 +440,15 @@ def _mutated(change: dict[str, object]) -> AccessMatrix:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"MZ.XC_REN": {"grant": "x", "columns": {"id_number": "plain"}}}, "may not be plain"),
-        ({"MZ.XC_REN": {"columns": {"person_key": "key"}}}, "needs a grant"),
-        ({"MZ.person_profile": {"columns": {"name": "plain"}}}, "may not be plain"),
-        ({"PUBLIC.person_profile": {"columns": {"person_key": "key"}}}, "town_summary only"),
-        ({"XC.MZ_DIBAO": {"columns": {"bank_account": "masked"}}}, "never published"),
-        ({"XC.XC_HU": {"columns": {"town": "masked"}}}, "no masked form"),
-        ({"XC.XC_HU": {"columns": {"head_id_number": "key"}}}, "cannot be key"),
-        ({"XC.XC_HU": {"columns": {"nonsense": "plain"}}}, "unknown column"),
-        ({"XC.NOPE": {"columns": {"*": "plain"}}}, "unknown table"),
+        ({"MZ.XC_REN": {"grant": "x", "columns": {"id_number": "plain"}}}, "不能以明文（plain）给"),
+        ({"MZ.XC_REN": {"columns": {"person_key": "key"}}}, "须写明 grant"),
+        ({"MZ.person_profile": {"columns": {"name": "plain"}}}, "不能以明文（plain）给"),
+        ({"PUBLIC.person_profile": {"columns": {"person_key": "key"}}}, "只能得到 town_summary"),
+        ({"XC.MZ_DIBAO": {"columns": {"bank_account": "masked"}}}, "永不发布"),
+        ({"XC.XC_HU": {"columns": {"town": "masked"}}}, "没有脱敏形式"),
+        ({"XC.XC_HU": {"columns": {"head_id_number": "key"}}}, "不能是 key"),
+        ({"XC.XC_HU": {"columns": {"nonsense": "plain"}}}, "未知的列 nonsense"),
+        ({"XC.NOPE": {"columns": {"*": "plain"}}}, "未知的表"),
         (
             {
                 "XC.XC_HU": {
@@ -456,7 +456,7 @@ def _mutated(change: dict[str, object]) -> AccessMatrix:
                     "columns": {"*": "plain"},
                 }
             },
-            "rows on unknown column",
+            "行条件用了未知的列 zz",
         ),
     ],
 )
@@ -1120,7 +1120,7 @@ def files_deliveries_columns() -> list[str]:
 def test_publishing_keys_without_a_secret_is_refused(engine: Engine, tmp_path: Path) -> None:
     from datashare.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="secret"):
+    with pytest.raises(ConfigurationError, match="未设置 DATASHARE_SECRET"):
         publish(engine, tmp_path / "pub", as_of=AS_OF, secret=b"", tables=shared_tables())
 
 

@@ -213,6 +213,7 @@ def _attack(
     return checked, tables, sorted(set(leaks))
 
 
+@pytest.mark.quick_sample("sqlite")
 def test_no_masked_id_can_be_rebuilt_from_its_row(published: Published) -> None:
     checked, tables, leaks = _attack(published, _file_rows(published.publish_dir))
     assert not leaks
@@ -236,7 +237,7 @@ def test_the_access_matrix_refuses_a_birth_date_beside_a_masked_id() -> None:
     columns["birth_date"] = "plain"
     matrix = AccessMatrix.model_validate(raw)
     assert check_access(matrix) == [
-        "JT.XC_REN: birth_date rebuilds the hidden digits of masked id_number (publish age)"
+        "JT.XC_REN：birth_date 能还原脱敏的 id_number 中隐去的数字（请改为发布年龄）"
     ]
     assert check_access(default_access()) == []
 

@@ -182,7 +182,7 @@ def test_a_rule_has_one_function() -> None:
     def another(inp: RuleInput) -> pd.DataFrame:
         return no_labour(inp)
 
-    with extra_rule(NO_LABOUR, no_labour), pytest.raises(ValueError, match="two functions"):
+    with extra_rule(NO_LABOUR, no_labour), pytest.raises(ValueError, match="有两个实现函数"):
         alert_rules.implements("LD-01")(another)
     assert alert_rules.implements("YB-01")(function_of("YB-01")) is function_of("YB-01")
 

@@ -560,8 +560,8 @@ def test_a_dataset_without_a_builder_is_made_from_its_contract(county: County) -
 @pytest.mark.parametrize(
     "change, lacks",
     [
-        ({"mode": "events"}, "when its events happen"),
-        ({"key": ["case_id"]}, "a key the county knows"),
+        ({"mode": "events"}, "事件何时发生"),
+        ({"key": ["case_id"]}, "模拟县认得的主键"),
         (
             {
                 "row_rules": [
@@ -574,9 +574,9 @@ def test_a_dataset_without_a_builder_is_made_from_its_contract(county: County) -
                     }
                 ]
             },
-            "row rules ['r1']",
+            "行规则 ['r1']",
         ),
-        ({"merge_hook": "cancel_reversals"}, "merge hook cancel_reversals"),
+        ({"merge_hook": "cancel_reversals"}, "合并钩子 cancel_reversals"),
     ],
 )
 def test_a_contract_that_lacks_something_is_refused_by_name(
@@ -591,7 +591,7 @@ def test_a_contract_that_lacks_something_is_refused_by_name(
     with pytest.raises(ConfigurationError, match="MZ_TEKUN") as caught:
         contract_rows(county, contract, county.start)
     assert lacks in str(caught.value)
-    assert "a source for column case_id: a pattern" in str(caught.value)
+    assert "列 case_id 的数据来源：一个格式约束" in str(caught.value)
 
 
 def test_the_builders_of_the_sixteen_are_kept(county: County) -> None:

@@ -50,8 +50,8 @@ def connect(url: str) -> Engine:
             pass
     except OperationalError as exc:
         raise WarehouseUnavailable(
-            f"cannot reach the warehouse at {engine.url.render_as_string(hide_password=True)}: "
-            f"{exc.orig.__class__.__name__}"
+            f"无法连接仓库 {engine.url.render_as_string(hide_password=True)}"
+            f"（{exc.orig.__class__.__name__}）：请检查数据库是否在运行、地址和账户是否正确"
         ) from None
     return engine
 

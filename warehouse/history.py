@@ -194,7 +194,10 @@ def _canonical(accepted: pa.Table, contract: Contract, delivery_id: str) -> pa.T
     schema = accepted_schema(contract)
     missing = [n for n in schema.names if n not in accepted.column_names and n != "delivery_id"]
     if missing:
-        raise HistoryError(f"{contract.dataset}: accepted rows lack columns {missing}")
+        raise HistoryError(
+            f"{contract.dataset}：通过校验的数据缺少列 {missing}，无法并入历史；"
+            "这是程序缺陷，请报告开发人员"
+        )
     columns = [
         pa.repeat(pa.scalar(delivery_id), accepted.num_rows)
         if field.name == "delivery_id"
@@ -248,7 +251,10 @@ def held_keys(accepted: pa.Table, contract: Contract) -> pa.Table:
     with pa.ipc.open_stream(base64.b64decode(encoded)) as reader:
         table = reader.read_all()
     if table.schema.names != schema.names:
-        raise HistoryError(f"{contract.dataset}: held keys name columns {table.schema.names}")
+        raise HistoryError(
+            f"{contract.dataset}：报送所附被隔离行的主键列 {table.schema.names} 与数据集约定的"
+            "主键不符；请检查约定是否改过主键"
+        )
     return table.cast(schema)
 
 
@@ -641,7 +647,8 @@ def merge_delivery(
     except (DBAPIError, psycopg.Error, sqlite3.Error) as exc:
         # Database messages can quote the offending values (ids, names): keep only where.
         raise HistoryError(
-            f"{contract.dataset}: the warehouse refused delivery {delivery_id} ({_where(exc)})"
+            f"{contract.dataset}：仓库拒绝并入报送 {delivery_id}（{_where(exc)}）；"
+            "请检查仓库的历史表是否被手工改动过，必要时用 rebuild_from 从该日期重建"
         ) from None
 
 
@@ -682,8 +689,8 @@ def _merge(
     later = [d for d in merged if d > exchange_date]
     if later:
         raise MergeOrderError(
-            f"{dataset}: delivery {delivery_id} is for {exchange_date}, before the last merged "
-            f"exchange date {max(later)}; rebuild_from({exchange_date}) replays it in order"
+            f"{dataset}：报送 {delivery_id} 的交换日期 {exchange_date} 早于已并入的最后交换日期 "
+            f"{max(later)}；请用 rebuild_from({exchange_date}) 按日期顺序重放"
         )
     if exchange_date in merged:
         _undo(conn, contract, exchange_date)
@@ -761,8 +768,8 @@ def _check_keys(duck: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """).fetchall()[0]
     if row[0] or row[1]:
         raise HistoryError(
-            f"{contract.dataset}: accepted rows have {row[0]} empty and "
-            f"{row[1]} repeated keys; validation should have quarantined them"
+            f"{contract.dataset}：通过校验的数据中有 {row[0]} 行主键为空、{row[1]} 个主键重复，"
+            "本应在校验时隔离；这是程序缺陷，请报告开发人员"
         )
 
 
@@ -799,7 +806,8 @@ def _rebuild(
     missing = [did for did, _, rel in replay if not rel or not (Path(lake_root) / rel).is_file()]
     if missing:
         raise HistoryError(
-            f"{contract.dataset}: accepted Parquet missing in the lake for deliveries {missing}"
+            f"{contract.dataset}：湖中缺少这些报送通过校验的 Parquet 文件：{missing}；"
+            "请从备份恢复湖目录（DATASHARE_LAKE）后重试"
         )
     _undo(conn, contract, from_date)
     return [

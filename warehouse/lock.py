@@ -136,13 +136,15 @@ class Holder:
         where = ", ".join(
             p
             for p in (
-                f"host {self.host}" if self.host else "",
+                f"主机 {self.host}" if self.host else "",
                 f"pid {self.pid}" if self.pid else "",
             )
             if p
         )
-        since = f" since {self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
-        return f"{self.owner!r}" + (f" ({where})" if where else "") + since
+        since = (
+            f"，自 {self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC 起持有" if self.since else ""
+        )
+        return f"{self.owner!r}" + (f"（{where}）" if where else "") + since
 
 
 def _signed64(digest: bytes) -> int:
@@ -187,7 +189,9 @@ def writer_lock(engine: Engine, *, owner: str, wait_seconds: float = 0) -> Itera
     elif engine.dialect.name == "postgresql":
         acquire = _pg_lock(engine, key, owner, wait_seconds)
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported warehouses
-        raise NotImplementedError(f"no writer lock for {engine.dialect.name}")
+        raise NotImplementedError(
+            f"{engine.dialect.name} 仓库没有写入锁：仓库只能是 PostgreSQL 或 SQLite"
+        )
     with acquire:
         with _HELD_GUARD:
             _HELD[key] = 1
@@ -199,10 +203,10 @@ def writer_lock(engine: Engine, *, owner: str, wait_seconds: float = 0) -> Itera
 
 
 def _refuse(holder: Holder, wait_seconds: float) -> RunLocked:
-    waited = f" after waiting {wait_seconds:g} s" if wait_seconds > 0 else ""
+    waited = f"等待 {wait_seconds:g} 秒后仍" if wait_seconds > 0 else ""
     return RunLocked(
-        f"the warehouse is locked by another run: {holder.describe()}; "
-        f"not started{waited} (runs never write at the same time)"
+        f"仓库正被另一运行占用：{holder.describe()}；本次运行{waited}未开始（两个运行不会同时写入"
+        "仓库）。请待其结束后重新运行，或设置 DATASHARE_LOCK_WAIT_SECONDS 让后来的运行等待"
     )
 
 
@@ -258,7 +262,7 @@ def _read_holder(lock_file: Path) -> Holder:
         info = {}
     since = info.get("since")
     return Holder(
-        owner=str(info.get("owner", "unknown")),
+        owner=str(info.get("owner", "未知")),
         host=info.get("host"),
         pid=info.get("pid"),
         since=datetime.fromisoformat(since) if since else None,
@@ -311,7 +315,7 @@ def _pg_holder(conn: Any, lock_id: int) -> Holder:
     ).first()
     conn.commit()
     if row is None:
-        return Holder(owner="unknown", host=None, pid=None, since=None)
+        return Holder(owner="未知", host=None, pid=None, since=None)
     name, addr, pid, started = row
-    owner = (name or "unknown").removeprefix("datashare: ")
-    return Holder(owner=owner, host=addr or "local socket", pid=pid, since=started)
+    owner = (name or "未知").removeprefix("datashare: ")
+    return Holder(owner=owner, host=addr or "本机套接字", pid=pid, since=started)

@@ -164,9 +164,11 @@ def write_revision(message: str, versions: Path | None = None) -> Path:
     from warehouse.tables import history_tables
 
     if not message.strip():
-        raise ConfigurationError("a revision needs a message (-m), e.g. the dataset it adds")
+        raise ConfigurationError(
+            "迁移文件需要一句说明（-m），例如它新增的数据集：datashare db revision -m add_mz_tekun"
+        )
     if not pending_changes():
-        raise ConfigurationError("the migrations already match the contracts: nothing to write")
+        raise ConfigurationError("迁移已与数据集约定一致，无需生成新的迁移文件")
     len(history_tables)
     target = Path(versions).resolve() if versions is not None else VERSIONS
     target.mkdir(parents=True, exist_ok=True)
@@ -184,7 +186,9 @@ def write_revision(message: str, versions: Path | None = None) -> Path:
                 version_path=str(target),
             )
     if script is None or isinstance(script, list):
-        raise ConfigurationError("alembic wrote no single revision")
+        raise ConfigurationError(
+            "Alembic 没有生成唯一的一个迁移文件：请检查迁移目录中是否有分叉的版本"
+        )
     path = Path(script.path)
     _tidy(path)
     return path

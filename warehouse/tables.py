@@ -142,7 +142,10 @@ def _history_table(contract: Contract) -> Table:
         system += list(CANCEL_COLUMNS)
     clash = set(system) & set(contract.column_names)
     if clash:
-        raise ValueError(f"{contract.dataset}: columns {sorted(clash)} are reserved by history")
+        raise ValueError(
+            f"{contract.dataset}：列名 {sorted(clash)} 是历史表的保留列，"
+            "请在数据集约定中改用其他列名"
+        )
     columns: list[Column[Any]] = [
         Column(c.name, SQL_TYPES[c.type], nullable=c.name not in contract.key)
         for c in contract.columns

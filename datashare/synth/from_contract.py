@@ -82,11 +82,11 @@ def _subject(county: County, contract: Contract) -> str | None:
 def _generable(column: Column) -> str | None:
     """Why a column without a reference cannot be generated (None: it can)."""
     if column.type == "id18":
-        return "an id column the county has no fact for"
+        return "一个模拟县没有对应事实的身份证号列"
     if column.type == "credit_code":
-        return "a credit code column"
+        return "一个统一社会信用代码列"
     if column.type == "text" and column.pattern and column.pii is None:
-        return f"a pattern ({column.pattern})"
+        return f"一个格式约束（{column.pattern}）"
     return None
 
 
@@ -94,18 +94,15 @@ def contract_gaps(county: County, contract: Contract) -> list[str]:
     """What `contract` lacks for rows to be made from it alone (empty: nothing)."""
     gaps = []
     if contract.mode != "snapshot":
-        gaps.append("a builder that says when its events happen (events datasets)")
+        gaps.append("说明事件何时发生的生成函数（事件型数据集）")
     if contract.row_rules:
-        gaps.append(f"a builder that honours its row rules {[r.id for r in contract.row_rules]}")
+        gaps.append(f"遵守其行规则 {[r.id for r in contract.row_rules]} 的生成函数")
     if contract.derive:
-        gaps.append("a builder for its derived columns")
+        gaps.append("生成其派生列的生成函数")
     if contract.merge_hook:
-        gaps.append(f"a builder for its merge hook {contract.merge_hook}")
+        gaps.append(f"实现其合并钩子 {contract.merge_hook} 的生成函数")
     if _subject(county, contract) is None:
-        gaps.append(
-            "a key the county knows (a person's id_number, a household's household_id or "
-            "head_id_number)"
-        )
+        gaps.append("模拟县认得的主键（人员的 id_number，或户的 household_id、head_id_number）")
     for column in contract.columns:
         ref = _reference(county, column)
         if ref is not None:
@@ -113,7 +110,7 @@ def contract_gaps(county: County, contract: Contract) -> list[str]:
             if _fits(frame[ref[1]].to_numpy(), column):
                 continue
         if (why := _generable(column)) is not None:
-            gaps.append(f"a source for column {column.name}: {why}")
+            gaps.append(f"列 {column.name} 的数据来源：{why}")
     return gaps
 
 
@@ -122,8 +119,8 @@ def contract_rows(county: County, contract: Contract, day: date) -> pd.DataFrame
     gaps = contract_gaps(county, contract)
     if gaps:
         raise ConfigurationError(
-            f"the synthetic county cannot make {contract.dataset} from its contract alone; it "
-            f"lacks {'; '.join(gaps)}. Write a builder for it in datashare/synth/county.py"
+            f"模拟县无法仅凭数据集约定生成 {contract.dataset}：缺少{'；'.join(gaps)}。"
+            "请在 datashare/synth/county.py 中为它编写生成函数"
         )
     subject = _subject(county, contract)
     persons, households = county.persons, county.households

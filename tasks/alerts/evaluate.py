@@ -132,7 +132,9 @@ def evaluate_rules(conn: Connection, as_of: date, params: RuleParams) -> pd.Data
     dupes = frame.duplicated("alert_id")
     if dupes.any():  # a rule produced one subject twice, or (improbably) two ids collide
         rules = sorted(frame.loc[dupes, "rule_id"].unique())
-        raise RuntimeError(f"alert ids repeated within one evaluation (rules {rules})")
+        raise RuntimeError(
+            f"同一次评估中出现重复的预警编号（规则 {rules}）；这是程序缺陷，请报告开发人员"
+        )
     return frame[FINDING_COLUMNS]
 
 
@@ -149,16 +151,16 @@ def _checked(declared: Rule, found: pd.DataFrame) -> pd.DataFrame:
     if set(found["subject_type"]) != {declared.subject}:
         problems.append("subject_type")
     if not set(found["severity"]) <= set(declared.severities):
-        problems.append(f"severity outside {declared.severities}")
+        problems.append(f"severity 超出声明的 {declared.severities}")
     pushed = found["pushed_to"].astype("string").str.split(",")
     fixed = set(declared.pushed_to)
     if not pushed.map(lambda depts: fixed <= set(depts)).all() or (
         not declared.pushed_to_varies and not pushed.map(lambda d: set(d) == fixed).all()
     ):
-        problems.append(f"pushed_to not {','.join(declared.pushed_to)}")
+        problems.append(f"pushed_to 不是声明的 {','.join(declared.pushed_to)}")
     if problems:
         raise RuntimeError(
-            f"alert rule {declared.rule_id} gave findings its declaration does not allow: "
-            + "; ".join(problems)
+            f"预警规则 {declared.rule_id} 给出的结果不符合其声明（domain/alert_rules.py）："
+            + "；".join(problems)
         )
     return found

@@ -44,7 +44,8 @@ class RuleParams:
         """A parameter's value; one no declared rule needs fails naming it."""
         if name not in self.values:
             raise ConfigurationError(
-                f"alert rule parameter {name} is not declared by any rule (domain/alert_rules.py)"
+                f"预警规则参数 {name} 没有任何规则声明（domain/alert_rules.py）："
+                "请检查参数名是否写错"
             )
         return float(self.values[name])
 
@@ -58,7 +59,9 @@ def _reference(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"rule parameters cannot be read from {path}: {exc}") from None
+        raise ConfigurationError(
+            f"无法读取预警规则参数文件 {path}：{exc}；请检查文件是否存在、是否为有效的 YAML"
+        ) from None
     return dict(data)
 
 
@@ -74,8 +77,8 @@ def load_rule_params(province: str, year: int, *, path: Path = RULE_PARAMS) -> R
     entry = provinces.get(str(province))
     if entry is None:
         raise ConfigurationError(
-            f"no alert rule parameters for province {province} (year {year}) in {path.name}; "
-            f"needed: {', '.join(param_names())}"
+            f"{path.name} 中没有省份 {province}（{year} 年）的预警规则参数：请在其中补上"
+            f"{'、'.join(param_names())}"
         )
     merged = dict(entry.get("defaults") or {})
     merged.update((entry.get("years") or {}).get(int(year)) or {})
@@ -85,14 +88,14 @@ def load_rule_params(province: str, year: int, *, path: Path = RULE_PARAMS) -> R
         value = merged.get(name, defaults[name])
         if value is None:
             raise ConfigurationError(
-                f"alert rule parameter {name} is missing for province {province}, year {year} "
-                f"(reference data {path.name}); set it there, it is never guessed"
+                f"缺少省份 {province} {year} 年的预警规则参数 {name}（参考数据 {path.name}）："
+                "请在该文件中填写，程序不会猜测"
             )
         try:
             values[name] = float(value)
         except (TypeError, ValueError):
             raise ConfigurationError(
-                f"alert rule parameter {name} for province {province}, year {year} is not a "
-                f"number ({path.name})"
+                f"省份 {province} {year} 年的预警规则参数 {name} 不是数字（{path.name}）："
+                "请改为数值"
             ) from None
     return RuleParams(province=str(province), year=int(year), values=values)

@@ -51,7 +51,10 @@ class RowCondition(_Model):
     def _one_test(self) -> RowCondition:
         tests = [self.in_, self.present, self.contains, self.age, self.dataset_of, self.in_table]
         if sum(t is not None for t in tests) != 1:
-            raise ValueError(f"condition on {self.column} must have exactly one test")
+            raise ValueError(
+                f"{self.column} 上的行条件须恰好有一项检验"
+                "（in、present、contains、age、dataset_of 或 in_table）"
+            )
         return self
 
 
@@ -89,10 +92,12 @@ def load_access(path: Path | None = None) -> AccessMatrix:
         with path.open(encoding="utf-8") as f:
             matrix = AccessMatrix.model_validate(yaml.safe_load(f))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ConfigurationError(f"{path.name}: {exc}") from None
+        raise ConfigurationError(f"{path.name} 无法读取或格式不对：{exc}") from None
     problems = check_access(matrix)
     if problems:
-        raise ConfigurationError(f"{path.name}: " + "; ".join(problems))
+        raise ConfigurationError(
+            f"{path.name} 违反发布规则（docs/publishing.md），请修改后重试：" + "；".join(problems)
+        )
     return matrix
 
 
@@ -112,24 +117,24 @@ def check_access(matrix: AccessMatrix) -> list[str]:
     departments = set(load_common().departments)
     missing_never = NEVER_COLUMNS - set(matrix.never_columns)
     if missing_never:
-        problems.append(f"never_columns lacks {sorted(missing_never)}")
+        problems.append(f"never_columns 缺少 {sorted(missing_never)}")
     for consumer, entries in matrix.consumers.items():
         if consumer not in departments and consumer != PUBLIC:
-            problems.append(f"unknown consumer {consumer}")
+            problems.append(f"未知的使用方 {consumer}")
         for name, entry in entries.items():
             where = f"{consumer}.{name}"
             try:
                 tdef = table_def(name)
             except KeyError:
-                problems.append(f"{where}: unknown table")
+                problems.append(f"{where}：未知的表")
                 continue
             if consumer == PUBLIC and name != "town_summary":
-                problems.append(f"{where}: PUBLIC gets town_summary only")
+                problems.append(f"{where}：PUBLIC 只能得到 town_summary")
             problems += _check_columns(matrix, where, tdef, entry)
             problems += _check_rows(where, tdef, entry.rows)
             foreign = tdef.dept is not None and tdef.dept != consumer and consumer != "XC"
             if foreign and not entry.grant:
-                problems.append(f"{where}: another department's dataset needs a grant")
+                problems.append(f"{where}：其他部门的数据集须写明 grant（共享依据）")
             problems += _check_hidden_digits(matrix, where, tdef, entry)
             if consumer not in ("XC", PUBLIC) and name != "alerts" and (foreign or not tdef.dept):
                 plain = [
@@ -138,7 +143,7 @@ def check_access(matrix: AccessMatrix) -> list[str]:
                     if form == "plain" and c.pii in MASKABLE
                 ]
                 if plain:
-                    problems.append(f"{where}: {plain} may not be plain for {consumer}")
+                    problems.append(f"{where}：{plain} 不能以明文（plain）给 {consumer}")
     return problems
 
 
@@ -150,7 +155,7 @@ def _check_hidden_digits(
     resolved = resolve_columns(matrix, tdef, entry)
     masked = {c.name for c, form in resolved if c.pii == "id" and form == "masked"}
     return [
-        f"{where}: {c.name} rebuilds the hidden digits of masked {c.reveals} (publish age)"
+        f"{where}：{c.name} 能还原脱敏的 {c.reveals} 中隐去的数字（请改为发布年龄）"
         for c, form in resolved
         if c.reveals in masked and form != "never"
     ]
@@ -163,18 +168,18 @@ def _check_columns(
     for name, form in entry.columns.items():
         if name == "*":
             if form not in ("plain", "masked"):
-                problems.append(f"{where}: '*' must be plain or masked")
+                problems.append(f"{where}：'*' 只能是 plain 或 masked")
             continue
         if name not in tdef.names:
-            problems.append(f"{where}: unknown column {name}")
+            problems.append(f"{where}：未知的列 {name}")
             continue
         column = tdef.column(name)
         if matrix.never(column) and form != "never":
-            problems.append(f"{where}: {name} is never published")
+            problems.append(f"{where}：{name} 永不发布，只能写 never")
         elif form == "masked" and column.pii not in MASKABLE:
-            problems.append(f"{where}: {name} has no masked form")
+            problems.append(f"{where}：{name} 没有脱敏形式（masked）")
         elif (form == "key") != (column.type == "key") and form != "never":
-            problems.append(f"{where}: {name} cannot be {form}")
+            problems.append(f"{where}：{name} 不能是 {form}")
     return problems
 
 
@@ -182,15 +187,15 @@ def _check_rows(where: str, tdef: TableDef, rows: Iterable[RowCondition]) -> lis
     problems = []
     for cond in rows:
         if cond.column not in tdef.names or tdef.column(cond.column).never:
-            problems.append(f"{where}: rows on unknown column {cond.column}")
+            problems.append(f"{where}：行条件用了未知的列 {cond.column}")
         if cond.in_table is not None:
             try:
                 other = table_def(cond.in_table.table)
             except KeyError:
-                problems.append(f"{where}: rows refer to unknown table {cond.in_table.table}")
+                problems.append(f"{where}：行条件引用了未知的表 {cond.in_table.table}")
                 continue
             if cond.in_table.column not in other.names:
-                problems.append(f"{where}: rows refer to unknown column {cond.in_table.column}")
+                problems.append(f"{where}：行条件引用了未知的列 {cond.in_table.column}")
             problems += _check_rows(where, other, cond.in_table.rows)
     return problems
 

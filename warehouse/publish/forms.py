@@ -35,7 +35,7 @@ def _coerce(values: pd.Series, kind: str) -> pd.Series:
         return pd.to_numeric(values).astype("Float64")
     if kind == "bool":
         return values.astype("boolean")
-    raise ValueError(kind)
+    raise ValueError(f"未知的列类型 {kind}")
 
 
 def _keys(ids: pd.Series, secret: bytes) -> pd.Series:
@@ -57,7 +57,10 @@ def prepare(
     kept = [c for c in tdef.columns if not matrix.never(c)]
     missing = [c.name for c in kept if not c.optional and c.name not in frame.columns]
     if missing:
-        raise PublishError(f"{table}: the input lacks columns {missing}")
+        raise PublishError(
+            f"{table}：发布的输入缺少列 {missing}，无法发布。请确认仓库结构已是最新版本"
+            "（datashare db upgrade）；仍然出错请报告开发人员"
+        )
     out: dict[str, pd.Series] = {}
     for column in kept:
         if column.type == "key":
@@ -73,13 +76,17 @@ def prepare(
                 out[column.name] = _coerce(values, column.type)
         except (ValueError, TypeError, Warning):
             raise PublishError(
-                f"{table}: column {column.name} is not of type {column.type}"
+                f"{table}：列 {column.name} 的值不是 {column.type} 类型，无法发布。请确认仓库"
+                "结构已是最新版本（datashare db upgrade）；仍然出错请报告开发人员"
             ) from None
     for column in kept:
         if column.type != "key":
             continue
         if not secret:
-            raise ConfigurationError("publishing person_key needs the secret (DATASHARE_SECRET)")
+            raise ConfigurationError(
+                "未设置 DATASHARE_SECRET：发布时无法计算 person_key。请设置一个足够长的随机值"
+                "（保存在仓库之外，每晚不变）"
+            )
         keys = _keys(out[column.source or ""], secret)
         if column.name in frame.columns:  # no id to compute from: keep the given key
             keys = keys.fillna(frame[column.name].astype("string"))
@@ -136,7 +143,10 @@ def _holds(frame: pd.DataFrame, cond: RowCondition, ctx: _Context) -> pd.Series:
         result = items.str.contains(f",{_subst(cond.contains, ctx.consumer)},", regex=False)
     elif cond.age is not None:
         if ctx.as_of is None:
-            raise PublishError(f"an age condition on {cond.column} needs the exchange date")
+            raise PublishError(
+                f"{cond.column} 上的年龄条件需要交换日期，发布时未给出；"
+                "这是程序缺陷，请报告开发人员"
+            )
         age = _ages(text_values, ctx.as_of)
         result = (age >= cond.age[0]) & (age <= cond.age[1])
     elif cond.dataset_of is not None:
