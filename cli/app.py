@@ -22,16 +22,19 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.models import DefaultPlaceholder
 
 from datashare.errors import (
     AccountError,
@@ -71,7 +74,7 @@ db_app = typer.Typer(help="仓库结构（数据库表）。")
 
 def _typer_words_in_chinese() -> None:
     """Typer's own words on help screens, in Chinese (module constants it reads per call).
-    Click's own `--help` line and usage errors stay as Click writes them."""
+    Click's own `--help` line: _help_in_chinese below; its usage errors: _click_error_in_chinese."""
     from typer import rich_utils
 
     rich_utils.REQUIRED_LONG_STRING = "[必填]"
@@ -83,6 +86,36 @@ def _typer_words_in_chinese() -> None:
     rich_utils.ERRORS_PANEL_TITLE = "错误"
     rich_utils.ABORTED_TEXT = "已中止。"
     rich_utils.RICH_HELP = "用 [blue]'{command_path} {help_option}'[/] 查看帮助。"
+    show = rich_utils.rich_format_error  # typer looks it up on the module at each error
+
+    def show_in_chinese(error: Any) -> None:  # typer's own copy of Click's ClickException
+        text = _click_error_in_chinese(error.format_message())
+        error.format_message = lambda: text
+        show(error)
+
+    rich_utils.rich_format_error = show_in_chinese  # type: ignore[assignment]
+
+
+# Click's usage errors (its own English), as an operator reads them. Option and command names
+# stay as typed; a message not listed here is shown as Click wrote it.
+_CLICK_ERRORS = (
+    (re.compile(r"Missing option '(.+)'\.?"), r"缺少选项 \1。"),
+    (re.compile(r"Missing argument '(.+)'\.?"), r"缺少参数 \1。"),
+    (re.compile(r"No such option: (\S+) \(Possible options: (.+)\)"), r"没有选项 \1（可用：\2）。"),
+    (re.compile(r"No such option: (\S+)\s+Did you mean (\S+)\?"), r"没有选项 \1，是否要用 \2？"),
+    (re.compile(r"No such option: (\S+)"), r"没有选项 \1。"),
+    (re.compile(r"No such command '(.+)'\."), r"没有命令 '\1'。"),
+    (re.compile(r"Option '(.+)' requires an argument\."), r"选项 '\1' 需要一个值。"),
+    (re.compile(r"Got unexpected extra argument(?:s|\(s\))? \((.+)\)"), r"多余的参数：\1。"),
+    (re.compile(r"Invalid value for '(.+)': (.+)", re.S), r"选项 '\1' 的值无效：\2"),
+)
+
+
+def _click_error_in_chinese(message: str) -> str:
+    for pattern, chinese in _CLICK_ERRORS:
+        if pattern.fullmatch(message.strip()):
+            return pattern.sub(chinese, message.strip())
+    return message
 
 
 _typer_words_in_chinese()
@@ -728,6 +761,42 @@ def datasets_table(contracts: dict[str, Contract], calendar: Calendar) -> Table:
 from portal.commands import register as _register_portal  # noqa: E402
 
 _register_portal(app, settings=_settings, guarded=_guarded)
+
+
+HELP_OPTION_HELP = "显示本帮助并退出。"
+
+
+def _chinese_help(option: TyperOption | None) -> TyperOption | None:
+    """Click's own `--help` line ("Show this message and exit.") in Chinese."""
+    if option is not None:
+        option.help = HELP_OPTION_HELP
+    return option
+
+
+class _ChineseHelpGroup(TyperGroup):
+    def get_help_option(self, ctx: Any) -> TyperOption | None:  # Click's (typer's own copy)
+        return _chinese_help(super().get_help_option(ctx))
+
+
+class _ChineseHelpCommand(TyperCommand):
+    def get_help_option(self, ctx: Any) -> TyperOption | None:  # Click's (typer's own copy)
+        return _chinese_help(super().get_help_option(ctx))
+
+
+def _help_in_chinese(group: typer.Typer) -> None:
+    """Every group and command of the tree, the portal's included, built with the Chinese
+    `--help` line (a command given a class of its own keeps it)."""
+    if group.info.cls is None or isinstance(group.info.cls, DefaultPlaceholder):
+        group.info.cls = _ChineseHelpGroup
+    for command in group.registered_commands:
+        if command.cls in (None, TyperCommand):  # typer fills in its own class
+            command.cls = _ChineseHelpCommand
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _help_in_chinese(sub.typer_instance)
+
+
+_help_in_chinese(app)
 
 
 def main() -> None:

@@ -49,7 +49,8 @@ def english_codes() -> set[str]:
     # English text may hold: the XLSX scan finds them as whole cells (code_cells) instead.
     for kind in set(KINDS) - {"audit_action", "personal"}:
         found |= {c for c in codes(kind) if re.fullmatch(r"[a-z][a-z0-9_]*", c)}
-    return found
+    # Risk types are codes whatever their case ("DQ"; "DQ-01" is a rule's number).
+    return found | set(codes("risk"))
 
 
 def codes_in(text: str) -> list[str]:
@@ -94,8 +95,10 @@ def test_the_mapping_is_generated_from_the_declarations() -> None:
     assert codes_in("交付 loaded 15；应报 late 3") == ["late", "loaded"]
     assert codes_in("规则 key_conflict") == ["key_conflict"]
     assert codes_in("YB-01 已入库 3") == []
+    assert codes_in("GA-01 DQ：2 条") == ["DQ"] and codes_in("DQ-01 数据质量") == []
 
 
+@pytest.mark.quick_sample("sqlite")
 @pytest.mark.parametrize("which", ["2025-W11", "2025-W12", "2025-03"])
 def test_reports_have_no_english_codes(
     warehouse: tuple[Engine, pd.DataFrame],  # noqa: F811
@@ -192,6 +195,8 @@ def _commands() -> list[list[str]]:
 def test_every_help_is_chinese_without_codes(command: list[str]) -> None:
     text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
     assert codes_in(text) == [], text
+    # Click's own help line, every command's, the portal's included (cli/app.py)
+    assert "显示本帮助并退出。" in text and "Show this message" not in text, text
     own = {"", "run", "report", "publish", "demo", "backfill", "serve", "datasets", "db"}
     if command and command[0] not in own:
         return  # the portal's commands (portal/commands.py) are scanned for codes only
@@ -201,10 +206,34 @@ def test_every_help_is_chinese_without_codes(command: list[str]) -> None:
         for line in text.splitlines()
         if re.search(r"[a-z]{3,} [a-z]{3,}", line)
         and "Usage:" not in line
-        and "Show this message and exit" not in line
         and not re.match(r"│ (portal|users|tokens) ", line)  # the portal's, as listed
     ]
     assert [line for line in described if not re.search(r"[\u4e00-\u9fff]", line)] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "chinese"),
+    [
+        (["run"], "缺少选项 --date。"),
+        (["run", "--dat", "2025-03-12"], "没有选项 --dat"),
+        (["run", "--date"], "选项 '--date' 需要一个值。"),
+        (["bogus"], "没有命令 'bogus'。"),
+        (["report", "--week", "2025-W11", "extra"], "多余的参数：extra。"),
+    ],
+)
+def test_click_usage_errors_are_chinese(args: list[str], chinese: str) -> None:
+    """Click's own usage errors, as an operator mistypes a command (cli/app.py)."""
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    text = result.output
+    assert result.exit_code == 2 and chinese in text, text
+    english = r"Missing|No such|requires an argument|unexpected extra|Invalid value"
+    assert not re.search(english, text), text
+
+
+def test_an_unlisted_click_error_is_shown_as_written() -> None:
+    from cli.app import _click_error_in_chinese
+
+    assert _click_error_in_chinese("Something Click never said.") == "Something Click never said."
 
 
 # --- published files and portal pages of a generated county -------------------------------------
@@ -354,8 +383,7 @@ def generated(
     tmp_path_factory: pytest.TempPathFactory, prefect_api: None
 ) -> Iterator[portal_county.PortalCounty]:
     """Three real nights of a 60-household county (SQLite), published, with portal accounts."""
-    home = tmp_path_factory.mktemp("labels") / "home"
-    built = portal_county.build(home, f"sqlite:///{home.parent / 'warehouse.db'}")
+    built = portal_county.sqlite_copy(tmp_path_factory, "labels")
     yield built
     built.engine.dispose()
 

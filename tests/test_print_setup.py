@@ -1,5 +1,6 @@
 """Published workbooks print (issue 14, item 4): A4 landscape, one page wide, the header row
-repeated on every page, frozen below it — read back with openpyxl."""
+repeated on every page, frozen below it, columns as wide as what they show and long text
+wrapped in rows as high as its lines — read back with openpyxl."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from expectations.divisions import town_order
 from tasks.publication import town_summary
+from warehouse import published
 from warehouse.published import write_xlsx
 
 
@@ -66,3 +69,43 @@ def test_rates_are_percentages_and_towns_in_division_order(tmp_path: Path) -> No
     )
     cell = openpyxl.load_workbook(path).worksheets[0]["B2"]
     assert cell.value == 0.3636 and cell.number_format == "0.0%"
+
+
+def _shown(text: str) -> int:
+    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])  # small sheets, and row by row on disk
+def test_columns_fit_what_they_show_and_long_text_wraps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
+) -> None:
+    if not in_memory:
+        monkeypatch.setattr(published, "_XLSX_IN_MEMORY_CELLS", 0)
+    reason = "身份证号第7-14位的出生日期不合理（不是真实日期，或早于1900年、晚于交换日期）"
+    table = pa.table(
+        {
+            "person_key": ["9f" * 16, "a0" * 16],
+            "town": ["新集川镇", "城关镇"],
+            "reason": [reason, "必填项为空"],
+            "open_alerts": pa.array([3, 12], type=pa.int64()),
+            "self_burden": pa.array([164.0, 1283.19]),
+        }
+    )
+    labels = ["人员标识", "乡镇", "说明", "未处置预警数（因务工就业不稳）", "个人负担"]
+    path = tmp_path / "w.xlsx"
+    write_xlsx(path, table, labels, sheet="问题数据", created=date(2025, 3, 16))
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    width = {c: ws.column_dimensions[c].width for c in "ABCDE"}
+    # nothing cut: a 32-character key and a town are wider than the old fixed 20 / narrower
+    assert width["A"] >= 32 and _shown("新集川镇") <= width["B"] < 20
+    # a long header wraps over lines instead of making a count column 30 wide
+    assert width["D"] < _shown(labels[3]) / 2 and ws["D1"].alignment.wrap_text
+    assert ws.row_dimensions[1].height >= 15 * -(-_shown(labels[3]) // int(width["D"]))
+    # the long reason wraps within its column, in a row as high as its lines
+    assert width["C"] < _shown(reason) and ws["C2"].alignment.wrap_text
+    assert ws.row_dimensions[2].height >= 15 * -(-_shown(reason) // int(width["C"]))
+    assert ws.row_dimensions[3].height is None  # one line: the default height
+    assert ws["D2"].value == 3 and ws["D3"].value == 12  # numbers stay numbers
+    # amounts with their cents in every row (164.00 under 1,283.19), as numbers
+    assert ws["E2"].value == 164.0 and ws["E2"].number_format == "#,##0.00"
+    assert width["E"] >= len("1,283.19")

@@ -33,6 +33,7 @@ from tasks.reports import (
     report_figures,
     top_reject_reasons,
 )
+from tasks.reports.render import _html_table, wrapped_lines
 from warehouse import ledger
 from warehouse.db import connect, upgrade
 from warehouse.history import accepted_schema, merge_delivery
@@ -820,6 +821,16 @@ def test_reports_are_self_contained_typed_and_personal_data_free(
         assert {ref[:1] for ref in re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', html)} <= {"#"}
         assert html.count("<svg") == 3 and "风险消除率" in html and "交换信号灯" in html
         assert "font-family: " in html and "Noto Sans CJK SC" in html
+        # The style is ours, not escaped text: an &#34; in it voided the whole font-family
+        # declaration and the report showed the browser's default serif (issue 14).
+        style = html[html.index("<style>") : html.index("</style>")]
+        assert not re.search(r"&#?\w+;", style)
+        assert 'font-family: "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei"' in style
+        # Codes and dates on one line ("YB-/01", "2025-03-/11" before); the risk type in words
+        assert '<td class="short">GA-01</td><td class="short">数据质量</td>' in html
+        assert re.search(r'<td class="short">2025-\d\d-\d\d</td>', html)
+        assert re.search(r'<th class="short">[A-Z]+-\d\d</th>', html)  # the trend's rules
+        assert "DQ：" not in html and ">DQ<" not in html
         # Aggregates only: no id number, name, phone, household id or evidence of the data.
         text = html
         leaked = [v for v in _personal_values(county, alert_rows) if v in text]
@@ -1029,6 +1040,7 @@ def test_reports_print_on_a4_landscape(
     with engine.connect() as conn:
         files = build_report(conn, W12, tmp_path)
     assert "@page { size: A4 landscape" in files.html.read_text("utf-8")
+    tables = {title: len(subs) for title, subs in files.figures.sections()}
     book = openpyxl.load_workbook(files.xlsx)
     for ws in book.worksheets:
         assert ws.page_setup.orientation == "landscape", ws.title
@@ -1036,8 +1048,79 @@ def test_reports_print_on_a4_landscape(
         assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
         # fitToWidth 1 is the OOXML default (xlsxwriter omits it, openpyxl reads None)
         assert (ws.page_setup.fitToWidth or 1, ws.page_setup.fitToHeight) == (1, 0), ws.title
-        assert ws.print_title_rows == "$1:$4", ws.title
-        assert ws.freeze_panes == ("A5" if ws.title == "概览" else "B5"), ws.title
+        # A sheet of one table repeats its title and header and is frozen below them. On a
+        # sheet of several tables the first one's header printed above the rows of the others
+        # (page 3 of 待办事项 read "指标 本期 上期 变化" over the reject reasons): only the
+        # title repeats there, and the panes freeze below it.
+        if ws.title == "概览" or tables[ws.title] == 1:
+            assert ws.print_title_rows == "$1:$4", ws.title
+            assert ws.freeze_panes == ("A5" if ws.title == "概览" else "B5"), ws.title
+        else:
+            assert ws.print_title_rows == "$1:$2", ws.title
+            assert ws.freeze_panes == "B3", ws.title
+    assert tables["待办事项"] > 1 and tables["三保障和饮水安全"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "lines"),
+    [
+        ("YB-01", 10.0, 1),
+        ("城关镇", 7.0, 1),  # 6 wide: fits
+        ("同一主键有多条内容不同的记录", 36.0, 1),  # 28 wide
+        ("身份证号位数错误（应为18位，老证15位）", 36.0, 2),  # 38 wide
+        ("身份证号被Excel转成了数字（科学计数法或末位被置0），请按文本格式重新导出", 36.0, 3),
+        ("a" * 100, 11.0, 10),
+    ],
+)
+def test_wrapped_lines_count_cjk_as_two(text: str, width: float, lines: int) -> None:
+    assert wrapped_lines(text, width) == lines
+
+
+def test_short_text_cells_stay_on_one_line_and_reasons_wrap() -> None:
+    frame = pd.DataFrame(
+        {
+            "dept_name": ["人力资源和社会保障局"],
+            "rule_id": ["YB-01"],
+            "rule_text": ["身份证号第7-14位的出生日期不合理（不是真实日期）"],
+            "first_raised": [pd.Timestamp("2025-03-11")],
+            "pending": [3],
+        }
+    )
+    cells = _html_table(frame)["rows"][0]["cells"]
+    assert [(c["short"], c["num"]) for c in cells] == [
+        (True, False),
+        (True, False),
+        (False, False),
+        (True, False),
+        (False, True),
+    ]
+
+
+def test_wrapped_report_cells_get_the_height_of_their_lines(
+    warehouse: tuple[Engine, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A reason wrapped in its column, on a row one line high, printed over the next row in
+    LibreOffice: each row is as high as its longest wrapped cell."""
+    engine, _ = warehouse
+    with engine.connect() as conn:
+        files = build_report(conn, MARCH, tmp_path)
+    book = openpyxl.load_workbook(files.xlsx)
+    wrapped = 0
+    for ws in book.worksheets[1:]:
+        for row in ws.iter_rows(min_row=3):
+            needed = 1
+            for cell in row:
+                if not isinstance(cell.value, str) or cell.font.b:
+                    continue  # titles and headers
+                # a lower bound, independent of the code's estimate: the column's full width
+                width = ws.column_dimensions[cell.column_letter].width
+                shown = sum(2 if ord(ch) > 0x2E7F else 1 for ch in cell.value)
+                needed = max(needed, -(-shown // int(width)))
+            height = ws.row_dimensions[row[0].row].height
+            if needed > 1:
+                wrapped += 1
+                assert height is not None and height >= 15 * needed, (ws.title, row[0].row)
+    assert wrapped > 0
 
 
 def test_alerts_awaiting_verification_by_town_and_department(

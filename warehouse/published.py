@@ -33,6 +33,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -65,9 +66,47 @@ _XLSX_OPTIONS = {
     "strings_to_urls": False,
 }
 _XLSX_MAX_TEXT = 32767
+# Print layout of a published sheet (issue 14): columns as wide as what they show (a header
+# wraps over up to three lines, text wider than the cap wraps in its cell), rows as high as
+# their lines (neither Excel nor LibreOffice grows a row for wrapped text xlsxwriter writes).
+_XLSX_MAX_WIDTH = 40.0
+_XLSX_HEADER_LINES = 3
+_XLSX_WIDTH_SAMPLE = 1000  # rows whose values size a column
+_XLSX_LINE = 15.0  # points per line (xlsxwriter's default row height)
+_XLSX_MAX_LINES = 20
 
 
 # --- writers -------------------------------------------------------------------------------------
+
+
+def _shown_width(value: Any) -> int:
+    """Width of a value as a cell shows it, in Excel character units (CJK counts two)."""
+    if isinstance(value, str):
+        return sum(2 if ord(ch) > 0x2E7F else 1 for ch in value)
+    if isinstance(value, datetime):
+        return 19
+    if isinstance(value, date):
+        return 10
+    if isinstance(value, bool):
+        return 2  # 是 / 否
+    if isinstance(value, float):
+        return len(f"{value:,.2f}")  # an amount's format (a rate's is narrower)
+    return len(str(value))
+
+
+def _lines(width: int, column: float) -> int:
+    return max(1, math.ceil(width / max(column - 1.0, 1.0)))
+
+
+def _column_widths(labels: Sequence[str], columns: list[list[Any]]) -> list[float]:
+    """Each column as wide as its widest value (of the first rows) or its header over up to
+    three lines, at least 6 and at most _XLSX_MAX_WIDTH."""
+    widths = []
+    for label, values in zip(labels, columns, strict=True):
+        shown = [_shown_width(v) for v in values[:_XLSX_WIDTH_SAMPLE] if v is not None]
+        head = math.ceil(_shown_width(label) / _XLSX_HEADER_LINES)
+        widths.append(min(max(max(shown, default=0), head, 4) + 2.0, _XLSX_MAX_WIDTH))
+    return widths
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
@@ -110,23 +149,41 @@ def write_xlsx(
         str(path), {**_XLSX_OPTIONS, "in_memory": small, "constant_memory": not small}
     )
     workbook.set_properties({"created": datetime.combine(created, time())})
-    header = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-    date_fmt = workbook.add_format({"num_format": "yyyy-mm-dd"})
-    stamp_fmt = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    header = workbook.add_format(
+        {"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"}
+    )
+    # top-aligned: in a row grown for wrapped text every cell reads on its first line (a cell
+    # without a format of its own takes its row's)
+    top_fmt = workbook.add_format({"valign": "top"})
+    wrap_fmt = workbook.add_format({"text_wrap": True, "valign": "top"})
+    date_fmt = workbook.add_format({"num_format": "yyyy-mm-dd", "valign": "top"})
+    stamp_fmt = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss", "valign": "top"})
     text_fmt = workbook.add_format({"num_format": "@"})
     # A rate (0.3636) reads as a percentage; the cell keeps the number (issue 14).
-    rate_fmt = workbook.add_format({"num_format": "0.0%"})
+    rate_fmt = workbook.add_format({"num_format": "0.0%", "valign": "top"})
+    # An amount (double) shows its cents the same way in every row: 164.00 under 283.19.
+    amount_fmt = workbook.add_format({"num_format": "#,##0.00", "valign": "top"})
+    floats = {i for i, f in enumerate(table.schema) if pa.types.is_floating(f.type)}
     rates = {
         i for i, f in enumerate(table.schema) if "rate" in f.name and pa.types.is_floating(f.type)
     }
     counted = {i for i, f in enumerate(table.schema) if f.name in counts}
-    mark_fmt = workbook.add_format({"italic": True, "font_color": "#595959", "align": "right"})
+    mark_fmt = workbook.add_format(
+        {"italic": True, "font_color": "#595959", "align": "right", "valign": "top"}
+    )
     sheet_ = workbook.add_worksheet(_excel_sheet_name(sheet))
     types = [f.type for f in table.schema]
-    for col, (label, kind) in enumerate(zip(labels, types, strict=True)):
-        width = max(len(label) * 2 + 2, 20 if pa.types.is_string(kind) else 12)
+    columns = _python_columns(table)
+    widths = _column_widths(labels, columns)
+    for col, (width, kind) in enumerate(zip(widths, types, strict=True)):
         as_text = pa.types.is_string(kind) and col not in counted
-        sheet_.set_column(col, col, min(width, 40), text_fmt if as_text else None)
+        sheet_.set_column(col, col, width, text_fmt if as_text else None)
+    # Text wider than its column wraps in it (an alert's evidence, a reject's explanation).
+    wrapped = {
+        col
+        for col, (width, kind) in enumerate(zip(widths, types, strict=True))
+        if pa.types.is_string(kind) and col not in counted and width >= _XLSX_MAX_WIDTH
+    }
     sheet_.freeze_panes(1, 0)
     # Page setup (issue 14): A4 landscape, one page wide, the header row on every page.
     sheet_.set_paper(9)
@@ -135,11 +192,19 @@ def write_xlsx(
     sheet_.repeat_rows(0)
     sheet_.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
     sheet_.set_footer("&C第 &P 页，共 &N 页")
+    shown_heads = zip(labels, widths, strict=True)
+    head_lines = max((_lines(_shown_width(h), w) for h, w in shown_heads), default=1)
+    if head_lines > 1:
+        sheet_.set_row(0, _XLSX_LINE * head_lines)
     for col, label in enumerate(labels):
         sheet_.write_string(0, col, label, header)
-    columns = _python_columns(table)
     for row in range(table.num_rows):
         r = row + 1
+        lines = max(
+            (_lines(_shown_width(columns[c][row] or ""), widths[c]) for c in wrapped), default=1
+        )
+        if lines > 1:  # before the row's cells: constant_memory writes row by row
+            sheet_.set_row(r, _XLSX_LINE * min(lines, _XLSX_MAX_LINES), top_fmt)
         for col, kind in enumerate(types):
             value = columns[col][row]
             if value is None:
@@ -149,7 +214,8 @@ def write_xlsx(
             elif col in counted:
                 sheet_.write_string(r, col, value, mark_fmt)
             elif pa.types.is_string(kind):
-                sheet_.write_string(r, col, value[:_XLSX_MAX_TEXT])
+                shown = wrap_fmt if col in wrapped else None
+                sheet_.write_string(r, col, value[:_XLSX_MAX_TEXT], shown)
             elif pa.types.is_date(kind):
                 sheet_.write_datetime(r, col, datetime.combine(value, time()), date_fmt)
             elif pa.types.is_timestamp(kind):
@@ -158,7 +224,8 @@ def write_xlsx(
             elif pa.types.is_boolean(kind):
                 sheet_.write_string(r, col, "是" if value else "否")
             elif value == value:  # NaN is no number to show
-                sheet_.write_number(r, col, value, rate_fmt if col in rates else None)
+                shape = rate_fmt if col in rates else amount_fmt if col in floats else None
+                sheet_.write_number(r, col, value, shape)
     if table.num_columns:
         sheet_.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
     if note:  # below the table, a blank row apart: outside the filter, never summed
@@ -243,9 +310,7 @@ def publish_lock(publish_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PublishLocked(
-                f"another publication is being written into {publish_dir}"
-            ) from None
+            raise PublishLocked(f"另一个发布正在写入 {publish_dir}：请待其结束后重新运行") from None
         try:
             yield
         finally:
@@ -302,7 +367,9 @@ def switch(
     """
     source = version_dir(publish_dir, publication_id)
     if not (source / CATALOG).exists():
-        raise FileNotFoundError(f"publication {publication_id} is incomplete")
+        raise FileNotFoundError(
+            f"发布 {publication_id} 不完整（缺少 catalog.json），不能切换为当前发布"
+        )
     _fsync_dir(source)
     if links:
         _replace_with_symlink(f"{VERSIONS}/{publication_id}", publish_dir / CURRENT)
@@ -434,7 +501,7 @@ def hold(publish_dir: Path, publication_id: str) -> Iterator[Path]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
         try:
             if not (path.parent / CATALOG).exists():  # pruned while we waited
-                raise FileNotFoundError(f"publication {publication_id} is no longer kept")
+                raise FileNotFoundError(f"发布 {publication_id} 已不再保留（已被清理）")
             yield path.parent
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

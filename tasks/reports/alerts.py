@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import Connection, select
 
+from domain.labels import label
 from tasks.alerts import FEEDBACK_STATUS, alerts_frame, read_feedback
 from tasks.reports.common import NO_TOWN, OVERDUE_DAYS, RULES, TREND_MIN_DAYS, _lookup, _with_total
 from tasks.reports.periods import Period
@@ -102,7 +103,8 @@ def alert_figures(
     rules = list(RULES) + sorted(set(state["rule_id"]) - set(RULES))
     by_rule = marks.groupby(state["rule_id"]).sum().reindex(rules, fill_value=0)
     by_rule = by_rule.rename_axis("rule_id").reset_index()
-    by_rule.insert(1, "risk_type", by_rule["rule_id"].map(lambda r: RULES.get(r, ("", ""))[0]))
+    risk = by_rule["rule_id"].map(lambda r: label("risk", RULES.get(r, ("", ""))[0]))
+    by_rule.insert(1, "risk_type", risk)  # "数据质量", not the code "DQ"
     by_rule.insert(2, "unit", by_rule["rule_id"].map(lambda r: RULES.get(r, ("", "条"))[1]))
     by_rule = _with_total(by_rule, "rule_id", cols)
 

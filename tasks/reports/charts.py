@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from domain.labels import label
 from tasks.reports.common import FONT_FAMILY, LIGHT_COLOURS, RULES
 from tasks.reports.periods import Period
 
@@ -78,7 +79,7 @@ def chart_alert_trend(trend: pd.DataFrame) -> str:
             ax.fill_between(nights, values, color="#bbdefb", linewidth=0)
             ax.plot(nights, values, color="#1565c0", linewidth=1.2)
             change = int(values.iloc[-1] - values.iloc[0])
-            title = f"{rule} {RULES.get(rule, ('', ''))[0]}".strip()
+            title = f"{rule} {label('risk', RULES.get(rule, ('', ''))[0])}".strip()
             ax.set_title(
                 f"{title}：{int(values.iloc[-1])} 条（{change:+d}）", loc="left", fontsize=7.5
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,21 +42,37 @@ def _column(name: str) -> tuple[str, Kind]:
     return name, "int"  # rule columns of the trend table: counts
 
 
+# Display width (CJK counts two) up to which a text cell never wraps: a code, a date, a town,
+# the longest department name (人力资源和社会保障局); a longer reason wraps.
+SHORT_TEXT = 20
+SHORT_HEAD = 8  # a header up to this wide never wraps (a longer one wraps under its column)
+WRAP_WIDTH = 36.0  # an XLSX column no wider than this: longer text wraps within it
+LINE_HEIGHT = 15.0  # points per line of an XLSX row (xlsxwriter's default row height)
+TITLE_ROWS = 2  # a section sheet's title and the blank row under it
+
+
 def _html_table(frame: pd.DataFrame) -> dict[str, Any]:
+    # a short header (a rule's number heads a trend column) on one line too: "YB-01", not "YB-/01"
     heads = [(_column(c)[0], _column(c)[1]) for c in frame.columns]
+    short_heads = [_display_width(head) <= SHORT_HEAD for head, _ in heads]
     rows = []
     for record in frame.itertuples(index=False):
         cells = []
         for (_, kind), value, col in zip(heads, record, frame.columns, strict=True):
+            text = _fmt(value, kind)
             cells.append(
                 {
-                    "text": _fmt(value, kind),
+                    "text": text,
                     "num": kind != "text" and kind != "date",
+                    # codes, towns, departments and dates on one line ("YB-01", not "YB-/01");
+                    # a long reason still wraps
+                    "short": kind == "date"
+                    or (kind == "text" and _display_width(text) <= SHORT_TEXT),
                     "light": value if col == "light" else None,
                 }
             )
         rows.append({"cells": cells, "total": str(record[0]) == TOTAL})
-    return {"heads": heads, "rows": rows}
+    return {"heads": list(zip(heads, short_heads, strict=True)), "rows": rows}
 
 
 _ENV = jinja2.Environment(
@@ -92,6 +109,7 @@ def render_html(figures: ReportFigures) -> str:
         headline=headline,
         sections=sections,
         notes=figures.notes,
+        # our own constant, `| safe` in the template: escaped quotes (&#34;) void the declaration
         font_family=", ".join(f'"{f}"' if " " in f else f for f in FONT_FAMILY),
         colours=LIGHT_COLOURS,
         overdue_days=OVERDUE_DAYS,
@@ -125,11 +143,12 @@ def render_xlsx(figures: ReportFigures) -> bytes:
         ),
         "text": book.add_format({"border": 1, "text_wrap": True, "valign": "top"}),
         "wrap": book.add_format({"text_wrap": True, "valign": "top"}),
-        "int": book.add_format({"border": 1, "num_format": "#,##0"}),
-        "money": book.add_format({"border": 1, "num_format": "#,##0.00"}),
-        "ratio": book.add_format({"border": 1, "num_format": "0.0%"}),
-        "delta": book.add_format({"border": 1, "num_format": "+#,##0;-#,##0;0"}),
-        "date": book.add_format({"border": 1, "num_format": "yyyy-mm-dd"}),
+        # top-aligned like the text: a row grown for a wrapped reason reads on its first line
+        "int": book.add_format({"border": 1, "num_format": "#,##0", "valign": "top"}),
+        "money": book.add_format({"border": 1, "num_format": "#,##0.00", "valign": "top"}),
+        "ratio": book.add_format({"border": 1, "num_format": "0.0%", "valign": "top"}),
+        "delta": book.add_format({"border": 1, "num_format": "+#,##0;-#,##0;0", "valign": "top"}),
+        "date": book.add_format({"border": 1, "num_format": "yyyy-mm-dd", "valign": "top"}),
         "note": book.add_format({"italic": True, "font_color": "#555555"}),
     }
     sheet = book.add_worksheet("概览")
@@ -154,6 +173,7 @@ def render_xlsx(figures: ReportFigures) -> bytes:
         sheet = book.add_worksheet(title)
         sheet.write_string(0, 0, title, fmt["title"])
         row, widths = 2, {0: 10.0}
+        texts: dict[int, list[tuple[int, str]]] = {}  # row -> its text cells (column, text)
         for sub, frame in tables:
             sheet.write_string(row, 0, sub, fmt["sub"])
             row += 1
@@ -166,6 +186,8 @@ def render_xlsx(figures: ReportFigures) -> bytes:
                     _write_cell(sheet, row, col, value, kind, fmt)
                     shown = _fmt(value, kind)
                     widths[col] = max(widths.get(col, 8.0), _display_width(shown) + 1.5)
+                    if kind == "text":
+                        texts.setdefault(row, []).append((col, shown))
                 row += 1
             for col, (head, _) in enumerate(heads):
                 # headers wrap (two lines of 30 pt): half their width is enough
@@ -177,8 +199,19 @@ def render_xlsx(figures: ReportFigures) -> bytes:
         # Wide enough for what is shown, but a long reason wraps instead of widening the
         # page (fit to width would shrink every column to unreadable).
         for col, width in widths.items():
-            sheet.set_column(col, col, min(width, 36.0), fmt["wrap"] if width > 36 else None)
-        _page_setup(sheet, header_row=3, first_col=1)
+            sheet.set_column(
+                col, col, min(width, WRAP_WIDTH), fmt["wrap"] if width > WRAP_WIDTH else None
+            )
+        # A wrapped reason needs its lines' height: neither Excel nor LibreOffice grows a row
+        # written with a height, and xlsxwriter's default one line prints over the next row.
+        for r, cells in texts.items():
+            lines = max(wrapped_lines(text, min(widths[c], WRAP_WIDTH)) for c, text in cells)
+            if lines > 1:
+                sheet.set_row(r, LINE_HEIGHT * lines)
+        # One table: its header repeats on every printed page and stays frozen. Several
+        # tables: the first one's header above another table's rows would mislabel them, so
+        # only the sheet's title repeats (frozen below it, right of every table's row label).
+        _page_setup(sheet, header_row=3 if len(tables) == 1 else None, first_col=1)
     book.close()
     return buf.getvalue()
 
@@ -188,15 +221,24 @@ def _display_width(text: str) -> float:
     return float(sum(2 if ord(ch) > 0x2E7F else 1 for ch in text))
 
 
-def _page_setup(sheet: Any, header_row: int, first_col: int) -> None:
-    """A4 landscape, one page wide, the title and first table's header repeated on every
-    printed page, and frozen below that header (and right of the town/department column)."""
+def wrapped_lines(text: str, width: float) -> int:
+    """How many lines `text` takes wrapped in a column `width` characters wide (a CJK
+    character counts two; about one character of the width is the cell's padding)."""
+    per_line = max(width - 1.0, 1.0)
+    return max(1, math.ceil(_display_width(text) / per_line))
+
+
+def _page_setup(sheet: Any, header_row: int | None, first_col: int) -> None:
+    """A4 landscape, one page wide, the title and the table's header (header_row; None: the
+    title only) repeated on every printed page, and frozen below them (and right of the
+    town/department column)."""
     sheet.set_paper(9)  # A4
     sheet.set_landscape()
     sheet.fit_to_pages(1, 0)
     sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
-    sheet.repeat_rows(0, header_row)
-    sheet.freeze_panes(header_row + 1, first_col)
+    last = TITLE_ROWS - 1 if header_row is None else header_row
+    sheet.repeat_rows(0, last)
+    sheet.freeze_panes(last + 1, first_col)
     sheet.set_footer("&C第 &P 页，共 &N 页")
 
 

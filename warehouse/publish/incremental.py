@@ -22,7 +22,9 @@ from warehouse.tables import deliveries
 
 # Bump when the same input gives other published bytes (a writer or a masking rule changed):
 # every table is then written again once.
-_SOURCE_FORMAT = "2"  # 2: XLSX for people (labels, sheet names, counts; issue 14)
+# 2: XLSX for people (labels, sheet names, counts; issue 14); 3: XLSX column widths, wrapped
+# text and row heights that print (issue 14)
+_SOURCE_FORMAT = "3"
 _SOURCES = ".sources.json"  # in a version folder: (consumer/table) -> source digest, entry
 
 
