@@ -83,6 +83,18 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
 
 
 @pytest.fixture(autouse=True)
+def environment_as_found() -> Iterator[None]:
+    """Each test leaves os.environ as it found it. Code under test may write it (the CLI, run
+    in-process by CliRunner, sets Prefect's defaults such as PREFECT_HOME under its home);
+    without this a later test's subprocess inherits a PREFECT_HOME in a deleted folder."""
+    saved = os.environ.copy()
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def own_publication_prefixes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """PostgreSQL roles are cluster-wide: each test publishes under its own schema and role
     prefixes (tests run in parallel), and its roles are dropped afterwards."""
@@ -196,11 +208,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
     # Longest first (`--dist loadfile` hands out whole files in this order): the run does not
     # end with one worker alone on a long file. The rest keep their order.
-    rank = {name: i for i, name in enumerate(_LONGEST_FILES)}
+    longest = (*_LONGEST_SLOW_FILES, *_LONGEST_FILES) if _run_slow(config) else _LONGEST_FILES
+    rank = {name: i for i, name in enumerate(dict.fromkeys(longest))}
     kept.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
     items[:] = kept
 
 
+# With the slow group: the files holding its long end-to-end tests come first (a demo, a
+# deployment, a range backfill on two warehouses, 30 nights, the browser).
+_LONGEST_SLOW_FILES = (
+    "test_backfill",
+    "test_deploy",
+    "test_publish_incremental",
+    "test_flow",
+    "test_operator_view",
+    "test_new_dataset",
+    "test_portal_browser",
+    "test_dask",
+)
 # The files that take longest in the default run (measured: junit times, docs/testing.md). The
 # portal's county is built once and shared (portal_county.sqlite_copy), so test_labels and
 # test_portal_hold follow test_portal at a distance instead of waiting for it side by side.
