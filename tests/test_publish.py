@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import signal
@@ -18,11 +19,13 @@ import textwrap
 import time
 import types
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, text
@@ -732,6 +735,105 @@ def test_tables_above_the_row_limit_are_csv_with_bom(engine: Engine, tmp_path: P
     assert {r[1] for r in rows[1:]} == set(IDS)
     assert {r[rows[0].index("数据来源部门")] for r in rows[1:]} == {"'=HYPERLINK(1)"}
     assert_no_leaks("MZ", published_cells(out / "MZ"))
+
+
+def test_the_csv_says_what_the_cells_say(tmp_path: Path) -> None:
+    """The Arrow CSV writer against the cell-by-cell rules it replaced (written out here):
+    是/否, Beijing time, ISO dates, NaN and None as empty, formulas defused, quotes, commas and
+    line breaks inside a cell kept."""
+    from warehouse.published import write_csv_bom
+
+    utc = UTC
+    table = pa.table(
+        {
+            "text": ["张三", "=HYPERLINK(1)", "+1", "@x", "a,b", 'say "hi"', "two\nlines", None],
+            "flag": [True, False, None, True, False, True, False, True],
+            "at": [datetime(2025, 3, 12, 17, 30, tzinfo=utc)] * 7 + [None],
+            "day": [date(2025, 3, 12)] * 7 + [None],
+            "ratio": [0.3636, float("nan"), None, 1.0, 2.5, -0.25, 1e-3, 12345.678],
+            "count": [1, 2, None, 4, 5, 6, 7, 8],
+            "minus": ["-1", "-", "a-b", "x", "y", "z", "w", "v"],
+        },
+        schema=pa.schema(
+            [
+                ("text", pa.string()),
+                ("flag", pa.bool_()),
+                ("at", pa.timestamp("us", tz="UTC")),
+                ("day", pa.date32()),
+                ("ratio", pa.float64()),
+                ("count", pa.int64()),
+                ("minus", pa.string()),
+            ]
+        ),
+    )
+    path = tmp_path / "t.csv"
+    write_csv_bom(path, table, ["文本", "是否", "时间", "日期", "比例", "数量", "减号"])
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    assert rows[0] == ["文本", "是否", "时间", "日期", "比例", "数量", "减号"]
+
+    def expected(value: Any, kind: str) -> str:
+        if value is None:
+            return ""
+        if kind == "flag":
+            return "是" if value else "否"
+        if kind == "at":
+            return value.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+        if kind == "day":
+            return value.isoformat()
+        if kind in ("text", "minus") and value.startswith(("=", "+", "@", "\t", "\r")):
+            return "'" + value
+        return str(value)
+
+    body = rows[1:]
+    assert len(body) == table.num_rows
+    for name in ("text", "flag", "at", "day", "count", "minus"):
+        column = table.column(name).to_pylist()
+        index = table.column_names.index(name)
+        assert [r[index] for r in body] == [expected(v, name) for v in column], name
+    ratios = [r[table.column_names.index("ratio")] for r in body]
+    assert ratios[1] == "" and ratios[2] == ""  # NaN and None
+    assert [float(v) for i, v in enumerate(ratios) if i not in (1, 2)] == [
+        0.3636,
+        1.0,
+        2.5,
+        -0.25,
+        1e-3,
+        12345.678,
+    ]
+
+
+def test_bulk_tables_are_workbooks_only_while_a_person_could_scroll_them(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """XLSX only where a person opens it: above the bulk limit the profiles and datasets are
+    CSV (with the Parquet); the tables a department acts on stay workbooks up to the (higher)
+    limit of every table."""
+    out = tmp_path / "pub"
+    tables = shared_tables()
+    rows = {name: len(frame) for name, frame in tables.items()}
+    assert rows["person_profile"] > 1 and rows["alerts"] > 1 and rows["XC_HU"] > 1
+    publish(
+        engine,
+        out,
+        as_of=AS_OF,
+        secret=SECRET,
+        tables=tables,
+        xlsx_max_rows=1_000,
+        xlsx_bulk_max_rows=1,
+    )
+    for bulk in ("person_profile", "household_profile", "XC_HU"):
+        assert (out / "XC" / f"{bulk}.csv").exists(), bulk
+        assert not (out / "XC" / f"{bulk}.xlsx").exists(), bulk
+        assert (out / "XC" / f"{bulk}.parquet").exists(), bulk
+    for opened in ("alerts", "rejects", "deliveries"):
+        assert (out / "XC" / f"{opened}.xlsx").exists(), opened
+        assert not (out / "XC" / f"{opened}.csv").exists(), opened
+    catalog = json.loads((out / "XC" / "catalog.json").read_text("utf-8"))
+    formats = {t["table"]: {f["format"] for f in t["files"]} for t in catalog["tables"]}
+    assert formats["person_profile"] == {"parquet", "csv"}
+    assert formats["alerts"] == {"parquet", "xlsx"}
 
 
 def test_the_same_state_gives_byte_identical_files(engine: Engine, tmp_path: Path) -> None:

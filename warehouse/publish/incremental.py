@@ -105,7 +105,7 @@ def _plan(
     matrix: AccessMatrix,
     as_of: date,
     secret: bytes,
-    xlsx_max_rows: int,
+    xlsx_max_rows: tuple[int, int],
     sources: Mapping[str, str],
 ) -> dict[tuple[str, str], str | None]:
     """(consumer, table) -> digest of everything its files are made from (None: unknown, so

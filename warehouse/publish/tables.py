@@ -17,7 +17,24 @@ from warehouse.tables import person_key_column
 
 ACCESS_FILE = CONTRACTS_DIR.parent / "access.yaml"
 PUBLIC = "PUBLIC"
+# XLSX only where a person opens it (issue 13). The tables a department acts on (the alerts
+# pushed to it, its rejected rows, its delivery ledger, the public town summary) are workbooks
+# up to XLSX_MAX_ROWS rows; the bulk tables (the profiles, the datasets, the audit log) are
+# read by programs and analysts (Parquet, SQL) and are workbooks only while a person could
+# still scroll them, up to XLSX_BULK_MAX_ROWS rows (a county's monitored households, not a
+# city's roster). Above its limit a table is a CSV with a BOM beside the Parquet: Excel and WPS
+# open it, and writing it costs a fraction of a workbook (xlsxwriter was two thirds of a city
+# night's publication).
 XLSX_MAX_ROWS = 200_000
+XLSX_BULK_MAX_ROWS = 20_000
+OPENED_BY_PEOPLE = frozenset({"alerts", "rejects", "deliveries", "town_summary"})
+
+
+def xlsx_wanted(table: str, rows: int, max_rows: int, bulk_max_rows: int) -> bool:
+    """Whether a published table of this many rows is written as XLSX (else CSV)."""
+    return rows <= (max_rows if table in OPENED_BY_PEOPLE else min(max_rows, bulk_max_rows))
+
+
 _SMALL = 2_000
 # publishing.md, "Forms of personal data": never published in any form, whatever access.yaml says.
 NEVER_COLUMNS = frozenset({"bank_account", "diagnosis", "disease", "address"})

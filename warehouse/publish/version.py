@@ -31,12 +31,14 @@ from warehouse.publish.inputs import audit_frame
 from warehouse.publish.people import for_people
 from warehouse.publish.sql import SqlTarget, _publish_sql
 from warehouse.publish.tables import (
+    XLSX_BULK_MAX_ROWS,
     XLSX_MAX_ROWS,
     ColumnDef,
     Form,
     SharedTables,
     _Output,
     table_def,
+    xlsx_wanted,
 )
 from warehouse.published import Retention
 from warehouse.tables_publish import audit_log, publications
@@ -142,6 +144,7 @@ def write_publication(
     access: AccessMatrix | None = None,
     sql: SqlTarget | None = None,
     xlsx_max_rows: int = XLSX_MAX_ROWS,
+    xlsx_bulk_max_rows: int = XLSX_BULK_MAX_ROWS,
     on_consumer: Callable[[str], None] | None = None,
     retention: Retention | None = None,
     incremental: bool = True,
@@ -193,7 +196,7 @@ def write_publication(
                 # A dataset never delivered has no date of its own: its (empty) files carry
                 # the exchange date, so they are written every night.
                 sources = {t: s for t, s in sources.items() if t in changed_on}
-                planned = _plan(matrix, as_of, secret, xlsx_max_rows, sources)
+                planned = _plan(matrix, as_of, secret, (xlsx_max_rows, xlsx_bulk_max_rows), sources)
                 created = _created(matrix, changed_on)
                 if previous is not None:
                     reuse = _reusable(previous, planned)
@@ -225,7 +228,7 @@ def write_publication(
                 started,
                 prepared,
                 matrix,
-                xlsx_max_rows,
+                (xlsx_max_rows, xlsx_bulk_max_rows),
                 on_consumer,
                 planned=planned,
                 created=created,
@@ -364,7 +367,7 @@ def _write_version(
     started: datetime,
     prepared: dict[str, pd.DataFrame],
     matrix: AccessMatrix,
-    xlsx_max_rows: int,
+    xlsx_max_rows: tuple[int, int],
     on_consumer: Callable[[str], None] | None,
     *,
     planned: Mapping[tuple[str, str], str | None] | None = None,
@@ -454,14 +457,14 @@ def _catalog(
     }
 
 
-def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: int) -> None:
+def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: tuple[int, int]) -> None:
     assert out.data is not None  # linked outputs are not written
     folder = root / out.consumer
     labels = [c.label for c, _ in out.columns]
     parquet = folder / f"{out.table}.parquet"
     files.write_parquet(parquet, out.data)
     written = [(parquet, "parquet")]
-    if out.data.num_rows <= xlsx_max_rows:
+    if xlsx_wanted(out.table, out.data.num_rows, *xlsx_max_rows):
         sheet = folder / f"{out.table}.xlsx"
         created = out.created or as_of
         people = for_people(out.table, out.data)
