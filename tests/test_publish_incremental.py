@@ -137,6 +137,22 @@ def test_incremental_night_links_unchanged_tables_and_equals_a_full_publication(
     assert _files(full.path) == _files(second)
     assert _entries(full.path) == entries
 
+    # The same night again, nothing delivered anew: the derived tables (profiles, alerts,
+    # town summary), whose source is their own content, are linked too, not written again.
+    run_nightly(d1, settings)
+    third = files.version_dir(out, str(files.current_publication(out)))
+    assert third != second
+    for rel in (
+        "XC/person_profile.parquet",
+        "XC/household_profile.parquet",
+        "XC/alerts.parquet",
+        "MZ/person_profile.parquet",
+        "PUBLIC/town_summary.parquet",
+        "XC/XC_HU.parquet",
+    ):
+        assert inode(second, rel) == inode(third, rel), rel
+    assert _files(third).keys() == _files(second).keys()
+
 
 def _disk_bytes(root: Path) -> int:
     """Bytes on disk under a folder, each hard-linked file counted once."""

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Connection, select, text
 
 from expectations.contract import load_contracts
 from warehouse import published as files
 from warehouse.publish.access import AccessMatrix, RowCondition, resolve_columns
-from warehouse.publish.tables import _dataset_def, table_def
+from warehouse.publish.tables import ColumnDef, _dataset_def, table_def
 from warehouse.tables import deliveries
 
 # --- incremental publication: what a table is built from -----------------------------------------
@@ -108,8 +109,9 @@ def _plan(
     xlsx_max_rows: tuple[int, int],
     sources: Mapping[str, str],
 ) -> dict[tuple[str, str], str | None]:
-    """(consumer, table) -> digest of everything its files are made from (None: unknown, so
-    always written: the profiles, alerts, ledger and audit log are rebuilt every night)."""
+    """(consumer, table) -> digest of everything its files are made from (None: built from
+    every delivery and the alert history: the profiles, alerts, ledger and audit log are
+    prepared every night, and their prepared content is their source, `content_source`)."""
     base = hashlib.sha256(b"datashare-publication-source|" + secret).hexdigest()
     plan: dict[tuple[str, str], str | None] = {}
     for consumer, entries in matrix.consumers.items():
@@ -160,14 +162,47 @@ def _reusable(
     """Outputs whose source is that of the current publication and whose files are there."""
     reuse = {}
     for (consumer, table), source in planned.items():
-        before = previous.sources.get(f"{consumer}/{table}")
-        if source is None or before is None or before.get("source") != source:
-            continue
-        entry = before.get("entry") or {}
-        paths = [previous.root / f["path"] for f in entry.get("files", ())]
-        if paths and all(p.is_file() for p in paths):
+        entry = linkable(previous, consumer, table, source) if source is not None else None
+        if entry is not None:
             reuse[(consumer, table)] = entry
     return reuse
+
+
+def content_source(
+    data: pa.Table,
+    columns: Sequence[tuple[ColumnDef, str]],
+    created: date,
+    xlsx_max_rows: tuple[int, int],
+) -> str:
+    """The source of a table nothing upstream describes (the profiles, alerts, the ledger, the
+    audit log: built from every delivery and the alert history): the digest of the prepared
+    table itself, with what else its files depend on (columns and forms, the XLSX creation
+    date and row limits, the writers' format). Computing it costs the preparation, not the
+    writing: a table equal to the current publication's is linked, as a dataset is."""
+    digest = hashlib.sha256()
+    header = {
+        "format": _SOURCE_FORMAT,
+        "xlsx_max_rows": list(xlsx_max_rows),
+        "created": created.isoformat(),
+        "columns": [[c.name, c.label, c.type, form] for c, form in columns],
+    }
+    digest.update(json.dumps(header, sort_keys=True, ensure_ascii=False).encode())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    digest.update(memoryview(sink.getvalue()))
+    return "content:" + digest.hexdigest()
+
+
+def linkable(previous: _Previous, consumer: str, table: str, source: str) -> dict[str, Any] | None:
+    """The current publication's catalog entry of this output if it has the same source and
+    its files are there (then they are linked, not written)."""
+    before = previous.sources.get(f"{consumer}/{table}")
+    if before is None or before.get("source") != source:
+        return None
+    entry = before.get("entry") or {}
+    paths = [previous.root / f["path"] for f in entry.get("files", ())]
+    return entry if paths and all(p.is_file() for p in paths) else None
 
 
 def _needed(matrix: AccessMatrix, reuse: Mapping[tuple[str, str], Any]) -> set[str]:

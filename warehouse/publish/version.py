@@ -24,8 +24,11 @@ from warehouse.publish.incremental import (
     _dataset_inputs,
     _needed,
     _plan,
+    _Previous,
     _previous_version,
     _reusable,
+    content_source,
+    linkable,
 )
 from warehouse.publish.inputs import audit_frame
 from warehouse.publish.people import for_people
@@ -166,7 +169,9 @@ def write_publication(
     (`dataset_sources`: the deliveries it is built from, the definition, the secret, the
     exchange date where an age is computed) are those of the current publication is not read
     nor written again: its files are hard-linked from the current version, its catalog entry
-    and audit rows repeat the same hash. `incremental=False` writes everything (same bytes).
+    and audit rows repeat the same hash. A derived table (profiles, alerts, ledger, town
+    summary) is prepared every night and linked when its content is the current one's.
+    `incremental=False` writes everything (same bytes).
     Changed tables are written `workers` at a time. After the switch, versions the retention
     (default: the last `keep_days` exchange dates and 12 month ends) does not keep are pruned.
     """
@@ -233,7 +238,7 @@ def write_publication(
                 planned=planned,
                 created=created,
                 reuse=reuse,
-                previous=previous.root if previous is not None else None,
+                previous=previous,
                 workers=workers or _default_workers(),
             )
             catalog = files.version_dir(publish_dir, publication_id) / files.CATALOG
@@ -373,7 +378,7 @@ def _write_version(
     planned: Mapping[tuple[str, str], str | None] | None = None,
     created: Mapping[tuple[str, str], date] | None = None,
     reuse: Mapping[tuple[str, str], dict[str, Any]] | None = None,
-    previous: Path | None = None,
+    previous: _Previous | None = None,
     workers: int = 1,
 ) -> list[_Output]:
     root = files.version_dir(publish_dir, publication_id)
@@ -386,6 +391,27 @@ def _write_version(
             mine: list[_Output] = []
             for table in entries:
                 before = reuse.get((consumer, table))
+                source = planned.get((consumer, table))
+                if before is None and table in prepared:
+                    projected = _project(matrix, consumer, table, prepared[table], ctx)
+                    if projected is None:
+                        continue
+                    frame, columns = projected
+                    data = to_arrow(frame, columns)
+                    created_on = (created or {}).get((consumer, table))
+                    # a derived table: its content is its source (not the audit log, which
+                    # holds the previous publication and so changes every time)
+                    if source is None and table != "audit_log":
+                        source = content_source(data, columns, created_on or as_of, xlsx_max_rows)
+                        if previous is not None:
+                            before = linkable(previous, consumer, table, source)
+                    if before is None:
+                        mine.append(
+                            _Output(
+                                consumer, table, columns, data, source=source, created=created_on
+                            )
+                        )
+                        continue
                 if before is not None and previous is not None:
                     out = _Output(
                         consumer,
@@ -394,29 +420,12 @@ def _write_version(
                         None,
                         files=[dict(f) for f in before["files"]],
                         rows=int(before["rows"]),
-                        source=planned.get((consumer, table)),
+                        source=source,
                         reused=True,
                     )
                     for f in out.files:
-                        files.link_unchanged(previous / f["path"], root / f["path"])
+                        files.link_unchanged(previous.root / f["path"], root / f["path"])
                     mine.append(out)
-                    continue
-                if table not in prepared:
-                    continue
-                projected = _project(matrix, consumer, table, prepared[table], ctx)
-                if projected is None:
-                    continue
-                frame, columns = projected
-                mine.append(
-                    _Output(
-                        consumer,
-                        table,
-                        columns,
-                        to_arrow(frame, columns),
-                        source=planned.get((consumer, table)),
-                        created=(created or {}).get((consumer, table)),
-                    )
-                )
             jobs = [
                 pool.submit(_write_files, root, o, as_of, xlsx_max_rows)
                 for o in mine
