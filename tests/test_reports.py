@@ -22,6 +22,7 @@ from conftest import POSTGRES_ENV, postgres_or_skip
 from sqlalchemy import Engine, create_engine, insert, text
 
 from datashare.synth import build_county, dataset_rows, datasets_due
+from domain.cell_width import wrapped_lines
 from expectations.contract import get_contract
 from tasks.reports import (
     TOTAL,
@@ -33,7 +34,7 @@ from tasks.reports import (
     report_figures,
     top_reject_reasons,
 )
-from tasks.reports.render import _html_table, wrapped_lines
+from tasks.reports.render import _html_table
 from warehouse import ledger
 from warehouse.db import connect, upgrade
 from warehouse.history import accepted_schema, merge_delivery

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from datashare.errors import PublishLocked  # re-exported: old import path
+from domain.cell_width import display_width, wrapped_lines
 
 VERSIONS = ".versions"
 CURRENT = "current"
@@ -85,7 +86,7 @@ _XLSX_MAX_LINES = 20
 def _shown_width(value: Any) -> int:
     """Width of a value as a cell shows it, in Excel character units (CJK counts two)."""
     if isinstance(value, str):
-        return sum(2 if ord(ch) > 0x2E7F else 1 for ch in value)
+        return display_width(value)
     if isinstance(value, datetime):
         return 19
     if isinstance(value, date):
@@ -95,10 +96,6 @@ def _shown_width(value: Any) -> int:
     if isinstance(value, float):
         return len(f"{value:,.2f}")  # an amount's format (a rate's is narrower)
     return len(str(value))
-
-
-def _lines(width: int, column: float) -> int:
-    return max(1, math.ceil(width / max(column - 1.0, 1.0)))
 
 
 def _column_widths(labels: Sequence[str], columns: list[list[Any]]) -> list[float]:
@@ -196,16 +193,14 @@ def write_xlsx(
     sheet_.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
     sheet_.set_footer("&C第 &P 页，共 &N 页")
     shown_heads = zip(labels, widths, strict=True)
-    head_lines = max((_lines(_shown_width(h), w) for h, w in shown_heads), default=1)
+    head_lines = max((wrapped_lines(h, w) for h, w in shown_heads), default=1)
     if head_lines > 1:
         sheet_.set_row(0, _XLSX_LINE * head_lines)
     for col, label in enumerate(labels):
         sheet_.write_string(0, col, label, header)
     for row in range(table.num_rows):
         r = row + 1
-        lines = max(
-            (_lines(_shown_width(columns[c][row] or ""), widths[c]) for c in wrapped), default=1
-        )
+        lines = max((wrapped_lines(columns[c][row] or "", widths[c]) for c in wrapped), default=1)
         if lines > 1:  # before the row's cells: constant_memory writes row by row
             sheet_.set_row(r, _XLSX_LINE * min(lines, _XLSX_MAX_LINES), top_fmt)
         for col, kind in enumerate(types):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import xlsxwriter
 
+from domain.cell_width import display_width, wrapped_lines
 from tasks.reports.charts import chart_alert_trend, chart_elimination, chart_intake
 from tasks.reports.common import COLUMNS, FONT_FAMILY, LIGHT_COLOURS, OVERDUE_DAYS, TOTAL, Kind
 from tasks.reports.figures import HEADLINE_LABELS, ReportFigures
@@ -54,7 +54,7 @@ TITLE_ROWS = 2  # a section sheet's title and the blank row under it
 def _html_table(frame: pd.DataFrame) -> dict[str, Any]:
     # a short header (a rule's number heads a trend column) on one line too: "YB-01", not "YB-/01"
     heads = [(_column(c)[0], _column(c)[1]) for c in frame.columns]
-    short_heads = [_display_width(head) <= SHORT_HEAD for head, _ in heads]
+    short_heads = [display_width(head) <= SHORT_HEAD for head, _ in heads]
     rows = []
     for record in frame.itertuples(index=False):
         cells = []
@@ -67,7 +67,7 @@ def _html_table(frame: pd.DataFrame) -> dict[str, Any]:
                     # codes, towns, departments and dates on one line ("YB-01", not "YB-/01");
                     # a long reason still wraps
                     "short": kind == "date"
-                    or (kind == "text" and _display_width(text) <= SHORT_TEXT),
+                    or (kind == "text" and display_width(text) <= SHORT_TEXT),
                     "light": value if col == "light" else None,
                 }
             )
@@ -185,13 +185,13 @@ def render_xlsx(figures: ReportFigures) -> bytes:
                 for col, (value, (_, kind)) in enumerate(zip(record, heads, strict=True)):
                     _write_cell(sheet, row, col, value, kind, fmt)
                     shown = _fmt(value, kind)
-                    widths[col] = max(widths.get(col, 8.0), _display_width(shown) + 1.5)
+                    widths[col] = max(widths.get(col, 8.0), display_width(shown) + 1.5)
                     if kind == "text":
                         texts.setdefault(row, []).append((col, shown))
                 row += 1
             for col, (head, _) in enumerate(heads):
                 # headers wrap (two lines of 30 pt): half their width is enough
-                widths[col] = max(widths.get(col, 8.0), _display_width(head) / 2 + 1.5)
+                widths[col] = max(widths.get(col, 8.0), display_width(head) / 2 + 1.5)
             if frame.empty:
                 sheet.write_string(row, 0, "（无）", fmt["note"])
                 row += 1
@@ -214,18 +214,6 @@ def render_xlsx(figures: ReportFigures) -> bytes:
         _page_setup(sheet, header_row=3 if len(tables) == 1 else None, first_col=1)
     book.close()
     return buf.getvalue()
-
-
-def _display_width(text: str) -> float:
-    """Width in Excel character units: a CJK (full-width) character counts two."""
-    return float(sum(2 if ord(ch) > 0x2E7F else 1 for ch in text))
-
-
-def wrapped_lines(text: str, width: float) -> int:
-    """How many lines `text` takes wrapped in a column `width` characters wide (a CJK
-    character counts two; about one character of the width is the cell's padding)."""
-    per_line = max(width - 1.0, 1.0)
-    return max(1, math.ceil(_display_width(text) / per_line))
 
 
 def _page_setup(sheet: Any, header_row: int | None, first_col: int) -> None:
