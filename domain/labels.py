@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from domain.alert_rules import declared_rules
 from domain.identity_codes import IDENTITY_RULE_TEXT
@@ -45,17 +45,7 @@ Kind = Literal[
     "audit_action",
     "personal",
 ]
-KINDS: tuple[Kind, ...] = (
-    "ledger",
-    "freshness",
-    "alert_status",
-    "severity",
-    "rule",
-    "outcome",
-    "risk",
-    "audit_action",
-    "personal",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 # XC_HECHA's outcomes (its contract's enum) -> the alert status a feedback row gives.
 FEEDBACK_STATUS = {"已纳入监测": "confirmed", "核实排除": "dismissed", "数据错误": "data_error"}

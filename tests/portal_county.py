@@ -8,12 +8,15 @@ need "a county after three nights" do not each pay for the nights.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -143,3 +146,21 @@ def sqlite_copy(tmp_path_factory: pytest.TempPathFactory, name: str) -> PortalCo
     with _environment(target / "home", url):
         settings = Settings()
     return PortalCounty(settings, url, DAY1 + timedelta(days=NIGHTS - 1), connect(url))
+
+
+def login(app: Any, username: str, password: str = PASSWORD, **kw: Any) -> Any:
+    """A test client logged in to the portal as `username` (the login form, its CSRF token)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Starlette's note about its httpx-based test client
+        from starlette.testclient import TestClient
+
+    client = TestClient(app, **kw)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert token, "the login page has no CSRF token"
+    r = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf": token.group(1)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    return client

@@ -458,21 +458,12 @@ def test_every_portal_page_speaks_chinese(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient as Client
     from portal.app import create_app
 
     app = create_app(generated.config())
     checked: dict[str, int] = {}
     for username, (_, role, _) in portal_county.ACCOUNTS.items():
-        web = Client(app)
-        token = re.search(r'name="csrf" value="([^"]+)"', web.get("/login").text)
-        assert token
-        r = web.post(
-            "/login",
-            data={"username": username, "password": portal_county.PASSWORD, "csrf": token.group(1)},
-            follow_redirects=False,
-        )
-        assert r.status_code == 303
+        web = portal_county.login(app, username)
         pages = list(_pages(web, role == "bureau"))
         if role == "bureau":
             profile = pq.read_table(

@@ -108,16 +108,7 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
-def login(app: Any, username: str, password: str = portal_county.PASSWORD, **kw: Any) -> TestClient:
-    client = TestClient(app, **kw)
-    token = _csrf(client.get("/login").text)
-    r = client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf": token},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return client
+login = portal_county.login
 
 
 def api_client(app: Any, county: portal_county.PortalCounty, consumer: str) -> TestClient:

@@ -121,17 +121,7 @@ class PausedDownload:
         await self.app(scope, receive, send)
 
 
-def _login(app: Any, username: str) -> TestClient:
-    client = TestClient(app)
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
-    assert token
-    r = client.post(
-        "/login",
-        data={"username": username, "password": portal_county.PASSWORD, "csrf": token.group(1)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303
-    return client
+_login = portal_county.login
 
 
 def _pruned(county: portal_county.PortalCounty) -> set[str]:
