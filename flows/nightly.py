@@ -52,7 +52,13 @@ from datashare.settings import Settings, current_settings, use_settings
 from domain.labels import label
 from expectations.contract import load_common, load_contracts
 from flows.preflight import checked
-from tasks.alerts import AlertSummary, evaluated_dates, raise_alerts, rebuild_alerts
+from tasks.alerts import (
+    AlertSummary,
+    evaluated_dates,
+    facts_read_once,
+    raise_alerts,
+    rebuild_alerts,
+)
 from tasks.freshness import check_freshness
 from tasks.gx_validate import docs_index_path
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
@@ -324,12 +330,19 @@ def check_freshness_task(config: RunConfig, exchange_date: date) -> list[dict[st
 
 
 @task(name="mirror_to_lake", cache_policy=NO_CACHE)
-def mirror_task(config: RunConfig, datasets: list[str]) -> int:
-    """Mirror tonight's history, the ledger, identity and alerts into the lake as Parquet."""
+def mirror_task(config: RunConfig, datasets: list[str], alerts_from: date) -> int:
+    """Mirror tonight's history, the ledger, identity and alerts into the lake as Parquet:
+    what the night changed (the datasets it merged, the alert dates from `alerts_from`)."""
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         with engine.connect() as conn:
-            return mirror_to_lake(conn, Path(config.lake), mirror_tables(datasets))
+            return mirror_to_lake(
+                conn,
+                Path(config.lake),
+                mirror_tables(datasets),
+                merged=datasets,
+                alerts_from=alerts_from,
+            )
     finally:
         engine.dispose()
 
@@ -508,8 +521,11 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
     logger = get_run_logger()
     engine = connect(config.warehouse_url.get_secret_value())
     try:
-        with writer_lock(
-            engine, owner=f"{kind} {exchange_date}", wait_seconds=config.lock_wait_seconds
+        with (
+            writer_lock(
+                engine, owner=f"{kind} {exchange_date}", wait_seconds=config.lock_wait_seconds
+            ),
+            facts_read_once(),  # the alerts and the profiles read the same facts once
         ):
             upgrade(engine)
             summaries = take_in_night(exchange_date, config)
@@ -532,7 +548,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
                 "，".join(f"{label('freshness', k)} {v}" for k, v in sorted(states.items()))
                 or "今日无应报",
             )
-            mirror_task(config, merged)
+            mirror_task(config, merged, min(rebuilt or exchange_date, exchange_date))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
             publication = publish_task(config, as_of, kind)

@@ -28,10 +28,9 @@ from tasks.alerts import (
     Facts,
     _arrow_text,
     alerts_frame,
+    department_facts,
     divisions,
     household_burden,
-    load_department_facts,
-    load_facts,
     name_keys,
     read_current,
 )
@@ -96,7 +95,7 @@ _DIBAO_ORDER = {"在保": 0, "停保": 1, "退出": 2}
 
 
 def _facts(conn: Connection, as_of: date) -> Facts:
-    return load_department_facts(conn, load_facts(conn, as_of))
+    return department_facts(conn, as_of)
 
 
 def _count(keys: pd.Series, index: pd.Series) -> pd.Series:

@@ -25,6 +25,7 @@ from domain import definitions as dd
 from expectations.contract import load_contracts
 from expectations.divisions import town_order
 from warehouse.publish import (
+    DERIVED,
     RISK_COLUMNS,
     SHARED_TABLES,
     SUPPRESSED,
@@ -108,7 +109,8 @@ def collect_shared_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every shared table as of a date, plain: profiles and alerts from their providers
     (tasks.profiles, tasks.alerts — imported here, lazily), the ledger, the current rows of
-    every dataset (or only of `datasets`) and the audit log."""
+    every dataset. `datasets` narrows it to those named (datasets and derived tables: the
+    profiles and alerts are read when one of DERIVED is named); the ledger is always read."""
     from warehouse.history import current_rows
 
     try:
@@ -118,13 +120,13 @@ def collect_shared_tables(
         raise PublishError(
             f"无法加载画像和预警模块 {exc.name}，不能发布：安装可能不完整，请重新安装 datashare"
         ) from None
-    tables: dict[str, pd.DataFrame] = {
-        "person_profile": profiles.person_profile(conn, as_of),
-        "household_profile": profiles.household_profile(conn, as_of),
-        "alerts": alert_provider.alerts_frame(conn, as_of),
-        **ledger_tables(conn, as_of),
-    }
     wanted = None if datasets is None else set(datasets)
+    tables: dict[str, pd.DataFrame] = {}
+    if wanted is None or wanted & DERIVED:  # town_summary is computed from all three
+        tables["person_profile"] = profiles.person_profile(conn, as_of)
+        tables["household_profile"] = profiles.household_profile(conn, as_of)
+        tables["alerts"] = alert_provider.alerts_frame(conn, as_of)
+    tables |= ledger_tables(conn, as_of)
     for dataset in load_contracts():
         if wanted is None or dataset in wanted:
             tables[dataset] = current_rows(conn, dataset, as_of)

@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from datashare.synth import build_county, write_night
@@ -17,6 +18,7 @@ from tasks.landing import FsspecLanding
 from tasks.publication import publish
 from warehouse.db import connect, upgrade
 from warehouse.mirror import _fetch, mirror_tables, mirror_to_lake, restore_from_lake
+from warehouse.tables import person_sources
 
 DAY1 = date(2025, 3, 10)
 SECRET = b"mirror-test-secret"
@@ -103,11 +105,63 @@ def test_mirror_is_deterministic(tmp_path: Path) -> None:
     write_night(county, landing, DAY1)
     _night(url, tmp_path, landing, DAY1)
     mirror = tmp_path / "lake" / "mirror"
-    before = {p.name: p.read_bytes() for p in sorted(mirror.glob("*.parquet"))}
+    before = {str(p.relative_to(mirror)): p.read_bytes() for p in sorted(mirror.rglob("*.parquet"))}
     with engine.begin() as conn:
         mirror_to_lake(conn, tmp_path / "lake", mirror_tables(load_contracts()))
     engine.dispose()
-    after = {p.name: p.read_bytes() for p in sorted(mirror.glob("*.parquet"))}
-    assert before == after and len(before) == 16 + 9
+    after = {str(p.relative_to(mirror)): p.read_bytes() for p in sorted(mirror.rglob("*.parquet"))}
+    assert before == after
+    whole = {name for name in before if "/" not in name}
+    assert len(whole) == 16 + 7  # the history tables and the nightly ones but the two split
+    assert "alert_days/2025-03-10.parquet" in before
+    assert sum(name.startswith("person_sources/") for name in before) > 5
     with pytest.raises(KeyError):
         mirror_tables(["NOT_A_DATASET"])
+
+
+def test_a_night_mirrors_the_parts_it_changed_and_any_part_missing(tmp_path: Path) -> None:
+    """person_sources is rewritten for the datasets merged, alert_days for the dates from the
+    one given; a part missing from the lake, or the lake's layout before the split, is
+    written whatever the night did (issue 13)."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    county = build_county(23, 30)
+    landing = tmp_path / "landing"
+    engine = connect(url)
+    upgrade(engine)
+    write_night(county, landing, DAY1)
+    _night(url, tmp_path, landing, DAY1)
+    lake = tmp_path / "lake"
+    mirror = lake / "mirror"
+
+    def stamp() -> dict[str, int]:
+        return {str(p.relative_to(mirror)): p.stat().st_mtime_ns for p in mirror.rglob("*.parquet")}
+
+    first = stamp()
+    (mirror / "person_sources" / "MZ_DIBAO.parquet").unlink()
+    with engine.begin() as conn:
+        mirror_to_lake(
+            conn,
+            lake,
+            mirror_tables(["XC_HU"]),
+            merged=["XC_HU"],
+            alerts_from=DAY1 + timedelta(days=1),
+        )
+    second = stamp()
+    assert second.keys() == first.keys()
+    rewritten = {name for name in first if first[name] != second[name]}
+    assert "person_sources/XC_HU.parquet" in rewritten
+    assert "person_sources/MZ_DIBAO.parquet" in rewritten  # was missing
+    assert "person_sources/XC_REN.parquet" not in rewritten
+    assert "alert_days/2025-03-10.parquet" not in rewritten  # before alerts_from
+    assert "XC_REN.parquet" not in rewritten  # history of a dataset not merged
+
+    # The layout before the split: one file for the table; it is replaced by every part.
+    with engine.connect() as conn:
+        whole = _fetch(conn, person_sources)
+    pq.write_table(whole, mirror / "person_sources.parquet")
+    with engine.begin() as conn:
+        mirror_to_lake(conn, lake, mirror_tables([]), merged=[], alerts_from=DAY1)
+    engine.dispose()
+    assert not (mirror / "person_sources.parquet").exists()
+    third = stamp()
+    assert all(third[n] != second[n] for n in third if n.startswith("person_sources/"))

@@ -47,6 +47,7 @@ from warehouse.publish import (
     prepare,
     table_def,
 )
+from warehouse.publish import version as version_module
 from warehouse.tables_publish import audit_log, publications
 
 SECRET = b"publish-test-secret"
@@ -855,6 +856,34 @@ def test_the_same_state_gives_byte_identical_files(engine: Engine, tmp_path: Pat
     assert {p: h for p, h in before.items() if p not in changing} == {
         p: h for p, h in after.items() if p not in changing
     }
+
+
+def test_workbooks_written_in_processes_are_the_same_bytes(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large workbooks go to worker processes (issue 13): every workbook sent there, the
+    version holds the same files as when each is written in the publishing process."""
+    here = publish(engine, tmp_path / "here", as_of=AS_OF, secret=SECRET, tables=shared_tables())
+    monkeypatch.setattr(version_module, "XLSX_PROCESS_CELLS", -1)
+    sent: list[object] = []
+    get = version_module._LazyProcesses.get
+
+    def counted(self: object) -> object:
+        sent.append(self)
+        return get(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(version_module._LazyProcesses, "get", counted)
+    apart = publish(engine, tmp_path / "apart", as_of=AS_OF, secret=SECRET, tables=shared_tables())
+    books = sorted(p.relative_to(here.path) for p in here.path.rglob("*.xlsx"))
+    assert len(books) > 10
+    # every workbook written went to a worker process (the same one for several consumers is
+    # written once, hard-linked for the others)
+    assert len(sent) == len({(apart.path / rel).stat().st_ino for rel in books})
+    for rel in books:
+        if rel.name.startswith("audit_log"):  # names the publication before it
+            continue
+        assert sha(here.path / rel) == sha(apart.path / rel), rel
+    assert sorted(p.relative_to(apart.path) for p in apart.path.rglob("*.xlsx")) == books
 
 
 def test_stable_paths_resolve_to_the_current_publication(engine: Engine, tmp_path: Path) -> None:

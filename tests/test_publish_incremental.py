@@ -134,6 +134,11 @@ def test_incremental_night_links_unchanged_tables_and_equals_a_full_publication(
     finally:
         engine.dispose()
     assert full.tables_linked == 0
+    # Consumers given the same person_profile (the same columns and forms, every row) share
+    # one written file in a version.
+    assert full.tables_shared > 0
+    assert inode(second, "ZJ/person_profile.parquet") == inode(second, "WJ/person_profile.parquet")
+    assert inode(second, "ZJ/person_profile.parquet") != inode(second, "MZ/person_profile.parquet")
     assert _files(full.path) == _files(second)
     assert _entries(full.path) == entries
 

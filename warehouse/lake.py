@@ -27,6 +27,12 @@ def mirror_path(table: str) -> str:
     return f"mirror/{table}.parquet"
 
 
+def mirror_part_path(table: str, part: str) -> str:
+    """One part of a table mirrored in parts (warehouse.mirror.PARTITIONED): a dataset's, a
+    date's."""
+    return f"mirror/{table}/{part}.parquet"
+
+
 def write_bytes_atomic(root: Path, relative: str, content: bytes) -> None:
     """Write a file so that readers see either the old file or the whole new one."""
     target = root / relative

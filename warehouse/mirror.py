@@ -7,14 +7,19 @@
                                                 same files (tests/test_mirror.py)
 
 One file per table (`warehouse.lake.mirror_path`), rows in primary-key order and written
-atomically, so the same warehouse always gives the same bytes. Together with the delivered bytes
-(`raw/`) and accepted rows (`accepted/`) already in the lake, the lake alone can rebuild the
-warehouse, on another machine or another database (SQLite → PostgreSQL).
+atomically, so the same warehouse always gives the same bytes. The two tables that grow with
+every night are split (issue 13): person_sources one file per dataset (a night changes the
+datasets it merged, as it changes their history tables), alert_days one file per exchange date
+(a night writes the dates it evaluated: its own, or from the date a late delivery rebuilt).
+Together with the delivered bytes (`raw/`) and accepted rows (`accepted/`) already in the lake,
+the lake alone can rebuild the warehouse, on another machine or another database (SQLite →
+PostgreSQL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from warehouse.bulk import fetch_arrow, load_arrow
-from warehouse.lake import mirror_path, write_parquet_atomic
+from warehouse.lake import mirror_part_path, mirror_path, write_parquet_atomic
 from warehouse.tables import deliveries, history_merges, history_tables, person_sources, rejects
 from warehouse.tables_alerts import alert_days, alert_feedback, alert_runs, alerts
 from warehouse.tables_ops import freshness
@@ -82,23 +87,73 @@ def mirror_tables(datasets: Iterable[str] = ()) -> list[Table]:
     return [*(history_tables[d] for d in sorted(set(datasets))), *NIGHTLY_TABLES]
 
 
-def mirror_to_lake(conn: Connection, lake_root: Path, tables: Iterable[Table]) -> int:
-    """Write each table to the lake as one Parquet file; returns the rows written."""
+# Tables mirrored one file per value of a column (see the module docstring).
+PARTITIONED: dict[str, str] = {"person_sources": "dataset", "alert_days": "exchange_date"}
+
+
+def mirror_to_lake(
+    conn: Connection,
+    lake_root: Path,
+    tables: Iterable[Table],
+    *,
+    merged: Iterable[str] | None = None,
+    alerts_from: date | None = None,
+) -> int:
+    """Write each table to the lake as Parquet; returns the rows written.
+
+    person_sources is written for the `merged` datasets and alert_days for the exchange dates
+    from `alerts_from` on (None: every dataset, every date); a part the lake does not have yet
+    is written whatever the night did, so a first mirror, or one after a night that stopped
+    before its mirror, is whole."""
     rows = 0
     for table in tables:
+        if table.name in PARTITIONED:
+            wanted = merged if table.name == "person_sources" else alerts_from
+            rows += _mirror_parts(conn, Path(lake_root), table, wanted)
+            continue
         data = _fetch(conn, table)
         write_parquet_atomic(Path(lake_root), mirror_path(table.name), data)
         rows += data.num_rows
     return rows
 
 
-def _fetch(conn: Connection, table: Table) -> pa.Table:
+def _mirror_parts(
+    conn: Connection, lake_root: Path, table: Table, wanted: Iterable[str] | date | None
+) -> int:
+    column = table.c[PARTITIONED[table.name]]
+    values = [v for (v,) in conn.execute(select(column).distinct().order_by(column))]
+    folder = lake_root / mirror_path(table.name).removesuffix(".parquet")
+    have = {p.stem for p in folder.glob("*.parquet")} if folder.is_dir() else set()
+    names = {str(v)[:10] if table.name == "alert_days" else str(v): v for v in values}
+    whole = lake_root / mirror_path(table.name)  # the layout before the split
+    if wanted is None or whole.exists():
+        write = set(names)
+    elif isinstance(wanted, date):
+        write = {n for n in names if n >= wanted.isoformat()}
+    else:
+        write = set(wanted) & set(names)
+    write |= set(names) - have
+    rows = 0
+    for name in sorted(write):
+        data = _fetch(conn, table, column == names[name])
+        write_parquet_atomic(lake_root, mirror_part_path(table.name, name), data)
+        rows += data.num_rows
+    for gone in have - set(names):
+        (folder / f"{gone}.parquet").unlink()
+    whole.unlink(missing_ok=True)
+    return rows
+
+
+def _fetch(conn: Connection, table: Table, where: Any = None) -> pa.Table:
     schema = table_schema(table)
+    query = select(table).order_by(*_order(table))
+    if where is not None:
+        query = query.where(where)
     timestamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     if not timestamps:
-        return fetch_arrow(conn, select(table).order_by(*_order(table)), schema)
+        return fetch_arrow(conn, query, schema)
     # Clock readings (received_at) go through Python: fetch_arrow's text path has no time zones.
-    result = conn.execute(select(table).order_by(*_order(table)))
+    result = conn.execute(query)
     columns: list[Sequence[Any]] = list(zip(*result.all(), strict=True))
     columns = columns or [[] for _ in table.columns]
     return pa.table(
@@ -111,8 +166,9 @@ def restore_from_lake(conn: Connection, lake_root: Path) -> int:
     rows = 0
     for table in [*history_tables.values(), *NIGHTLY_TABLES]:
         path = Path(lake_root) / mirror_path(table.name)
-        if path.is_file():
-            data = pq.read_table(path)
+        parts = sorted(path.with_suffix("").glob("*.parquet"))
+        for file in [path] if path.is_file() else parts:
+            data = pq.read_table(file)
             rows += _load(conn, table, data)
     return rows
 

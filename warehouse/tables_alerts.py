@@ -105,5 +105,8 @@ alert_runs = Table(
     Column("reopened", Integer, nullable=False),
     Column("resolved", Integer, nullable=False),
     Column("closed", Integer, nullable=False),
+    # What the findings were computed from (tasks.alerts.evaluate.findings_inputs): equal on
+    # a re-run, the findings are those of alert_days, not evaluated again.
+    Column("inputs_sha256", String(64)),
     PrimaryKeyConstraint("exchange_date"),
 )

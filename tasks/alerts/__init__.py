@@ -42,7 +42,13 @@ The package, by concern (this module re-exports the names other modules and test
     lifecycle   alert_days, alert_runs, feedback and the alerts table (raise_alerts)
 """
 
-from tasks.alerts.evaluate import alert_ids, evaluate_rules, load_department_facts
+from tasks.alerts.evaluate import (
+    alert_ids,
+    department_facts,
+    evaluate_rules,
+    facts_read_once,
+    load_department_facts,
+)
 from tasks.alerts.facts import (
     CLOSED,
     DEPT_ORDER,
@@ -92,9 +98,11 @@ __all__ = [
     "advance",
     "alert_ids",
     "alerts_frame",
+    "department_facts",
     "divisions",
     "evaluate_rules",
     "evaluated_dates",
+    "facts_read_once",
     "household_burden",
     "household_findings",
     "id_names",

@@ -14,7 +14,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, delete, func, insert, select
 
 from datashare.settings import DEFAULT_PROVINCE
-from tasks.alerts.evaluate import evaluate_rules
+from tasks.alerts.evaluate import evaluate_rules, findings_inputs
 from tasks.alerts.facts import (
     _DATES,
     _PANDAS_TYPES,
@@ -244,7 +244,15 @@ def raise_alerts(
     ConfigurationError before anything is written.
     """
     params = load_rule_params(province, as_of.year)
-    findings = evaluate_rules(conn, as_of, params)
+    inputs = findings_inputs(conn, as_of, params)
+    kept = conn.execute(
+        select(alert_runs.c.inputs_sha256).where(alert_runs.c.exchange_date == as_of)
+    ).scalar()
+    # A re-run with nothing new since (issue 13): the findings are those kept in alert_days
+    # (the same bytes evaluate_rules gave them); everything after them runs as ever.
+    findings = (
+        _kept_findings(conn, as_of) if kept == inputs else evaluate_rules(conn, as_of, params)
+    )
     runs = _run_dates(conn)
     prev = max((d for d in runs if d < as_of), default=None)
     state = advance(_state_before(conn, prev), prev, findings, as_of)
@@ -305,12 +313,27 @@ def raise_alerts(
             reopened=summary.reopened,
             resolved=summary.resolved,
             closed=summary.closed,
+            inputs_sha256=inputs,
         )
     )
     log.info(
         "alerts %s: %s", as_of, {k: v for k, v in summary.__dict__.items() if isinstance(v, int)}
     )
     return summary
+
+
+def _kept_findings(conn: Connection, as_of: date) -> pd.DataFrame:
+    """The findings of a date as evaluate_rules returned them, from alert_days."""
+    ad = alert_days.c
+    rows = fetch_arrow(
+        conn,
+        select(*(ad[c] for c in FINDING_COLUMNS))
+        .where(ad.exchange_date == as_of)
+        .order_by(ad.rule_id, ad.subject),
+        pa.schema([(c, pa.string()) for c in FINDING_COLUMNS]),
+    )
+    frame = rows.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    return frame.astype({c: "string" for c in FINDING_COLUMNS}).reset_index(drop=True)
 
 
 def rebuild_alerts(

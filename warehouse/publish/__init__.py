@@ -42,7 +42,7 @@ from warehouse.publish.access import (
     resolve_columns,
 )
 from warehouse.publish.forms import apply_access, prepare
-from warehouse.publish.incremental import dataset_sources
+from warehouse.publish.incremental import DERIVED, dataset_sources
 from warehouse.publish.inputs import audit_frame, ledger_tables
 from warehouse.publish.sql import SqlTarget
 from warehouse.publish.tables import (
@@ -73,6 +73,7 @@ from warehouse.published import Retention
 
 __all__ = [
     "ACCESS_FILE",
+    "DERIVED",
     "MASKABLE",
     "NEVER_COLUMNS",
     "PUBLIC",

@@ -179,17 +179,21 @@ def _project(
         return None
     columns = resolve_columns(matrix, table_def(table), entry)
     rows = prepared[_row_mask(prepared, entry.rows, ctx)] if entry.rows else prepared
-    out = {}
-    for column, form in columns:
-        values = rows[column.name]
-        if column.derived == "age":
-            values = _ages(rows[column.source or ""], ctx.as_of)
-        if form == "masked":
-            values = mask_series(values, column.pii)
-        elif column.free_text:
-            values = mask_lookalikes(values)
-        out[column.name] = values
+    out = {column.name: column_values(rows, column, form, ctx) for column, form in columns}
     return pd.DataFrame(out, index=rows.index).reset_index(drop=True), columns
+
+
+def column_values(rows: pd.DataFrame, column: ColumnDef, form: Form, ctx: _Context) -> pd.Series:
+    """One published column of the selected rows, in its form: an age computed from its id,
+    a masked value masked, ids and phones typed into free text masked."""
+    values = rows[column.name]
+    if column.derived == "age":
+        values = _ages(rows[column.source or ""], ctx.as_of)
+    if form == "masked":
+        values = mask_series(values, column.pii)
+    elif column.free_text:
+        values = mask_lookalikes(values)
+    return values
 
 
 def _ages(ids: pd.Series, as_of: date | None) -> pd.Series:

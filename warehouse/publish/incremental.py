@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text
 
 from expectations.contract import load_contracts
+from expectations.release import release_digest
 from warehouse import published as files
+from warehouse.bulk import fetch_arrow
 from warehouse.publish.access import AccessMatrix, RowCondition, resolve_columns
 from warehouse.publish.tables import ColumnDef, _dataset_def, table_def
 from warehouse.tables import deliveries
+from warehouse.tables_alerts import alert_runs, alerts
 
 # --- incremental publication: what a table is built from -----------------------------------------
 
@@ -75,6 +78,59 @@ def _dataset_inputs(conn: Connection, as_of: date) -> tuple[dict[str, str], dict
     return out, latest
 
 
+# The shared tables built from every delivery and from the alerts (tasks.profiles,
+# tasks.alerts): one source for the four, what they are built from as a whole.
+DERIVED = frozenset({"person_profile", "household_profile", "alerts", "town_summary"})
+
+
+def _alerts_digest(conn: Connection, as_of: date) -> str | None:
+    """The alerts as of `as_of`, when the alerts table holds them (it is at the latest run date
+    on or before `as_of`, as after every night): the digest of its rows, every column. None
+    when the state would have to be derived from alert_days (an older date): not planned."""
+    run = conn.execute(
+        select(func.max(alert_runs.c.exchange_date)).where(alert_runs.c.exchange_date <= as_of)
+    ).scalar()
+    if run is None:
+        return "no-runs"
+    at = conn.execute(select(func.max(alerts.c.as_of))).scalar()
+    if at is None or str(at)[:10] != str(run)[:10]:
+        return None
+    schema = pa.schema(
+        [(c.name, pa.date32() if c.name in _ALERT_DATES else pa.string()) for c in alerts.columns]
+    )
+    rows = fetch_arrow(conn, select(alerts).order_by(alerts.c.alert_id), schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
+
+
+_ALERT_DATES = frozenset(
+    {"first_raised", "last_seen", "resolved_on", "feedback_date", "as_of", "opened_on"}
+)
+
+
+def derived_source(conn: Connection, as_of: date, datasets: Mapping[str, str]) -> str | None:
+    """What the profiles, alerts and town summary as of `as_of` are built from: every
+    dataset's source (`dataset_sources`: its deliveries up to the date), the alerts as of the
+    date (their rows: the feedback given in the portal is in them), the date itself (ages,
+    as_of) and the release (`release_digest`: the software, contracts and reference data).
+    None when the alerts cannot be read as they are (then the tables are prepared and
+    compared by content, `content_source`)."""
+    found = _alerts_digest(conn, as_of)
+    if found is None:
+        return None
+    payload = {
+        "format": _SOURCE_FORMAT,
+        "as_of": as_of.isoformat(),
+        "datasets": dict(sorted(datasets.items())),
+        "alerts": found,
+        "release": release_digest(),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+    return "derived:" + hashlib.sha256(blob).hexdigest()
+
+
 def _created(matrix: AccessMatrix, changed_on: Mapping[str, date]) -> dict[tuple[str, str], date]:
     """(consumer, dataset table) -> the latest delivery date of what it is built from."""
     created: dict[tuple[str, str], date] = {}
@@ -109,9 +165,10 @@ def _plan(
     xlsx_max_rows: tuple[int, int],
     sources: Mapping[str, str],
 ) -> dict[tuple[str, str], str | None]:
-    """(consumer, table) -> digest of everything its files are made from (None: built from
-    every delivery and the alert history: the profiles, alerts, ledger and audit log are
-    prepared every night, and their prepared content is their source, `content_source`)."""
+    """(consumer, table) -> digest of everything its files are made from (None: not known
+    from its inputs: the ledger and the audit log, and the derived tables when
+    `derived_source` could not say; they are prepared, and their content is their source,
+    `content_source`)."""
     base = hashlib.sha256(b"datashare-publication-source|" + secret).hexdigest()
     plan: dict[tuple[str, str], str | None] = {}
     for consumer, entries in matrix.consumers.items():
@@ -169,28 +226,30 @@ def _reusable(
 
 
 def content_source(
-    data: pa.Table,
+    digests: Sequence[bytes],
+    rows: int,
     columns: Sequence[tuple[ColumnDef, str]],
     created: date,
     xlsx_max_rows: tuple[int, int],
 ) -> str:
     """The source of a table nothing upstream describes (the profiles, alerts, the ledger, the
     audit log: built from every delivery and the alert history): the digest of the prepared
-    table itself, with what else its files depend on (columns and forms, the XLSX creation
-    date and row limits, the writers' format). Computing it costs the preparation, not the
-    writing: a table equal to the current publication's is linked, as a dataset is."""
+    table itself (its columns' digests, each of the column's Arrow IPC stream), with what else
+    its files depend on (columns and forms, the XLSX creation date and row limits, the writers'
+    format). Computing it costs the preparation, not the writing: a table equal to the current
+    publication's is linked, as a dataset is; two consumers given the same table in one
+    publication share its files."""
     digest = hashlib.sha256()
     header = {
         "format": _SOURCE_FORMAT,
         "xlsx_max_rows": list(xlsx_max_rows),
         "created": created.isoformat(),
+        "rows": rows,
         "columns": [[c.name, c.label, c.type, form] for c, form in columns],
     }
     digest.update(json.dumps(header, sort_keys=True, ensure_ascii=False).encode())
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, data.schema) as writer:
-        writer.write_table(data)
-    digest.update(memoryview(sink.getvalue()))
+    for column in digests:
+        digest.update(column)
     return "content:" + digest.hexdigest()
 
 
@@ -206,8 +265,9 @@ def linkable(previous: _Previous, consumer: str, table: str, source: str) -> dic
 
 
 def _needed(matrix: AccessMatrix, reuse: Mapping[tuple[str, str], Any]) -> set[str]:
-    """Datasets some output that is written again reads (itself or through a grant's rows)."""
-    datasets = set(load_contracts())
+    """Datasets and derived tables some output that is written again reads (itself or through
+    a grant's rows)."""
+    datasets = set(load_contracts()) | DERIVED
     needed: set[str] = set()
     for consumer, entries in matrix.consumers.items():
         for table, entry in entries.items():

@@ -359,6 +359,7 @@ class _Output:
     source: str | None = None  # digest of what the table is built from (None: not known)
     created: date | None = None  # XLSX creation date: when the content last changed
     reused: bool = False
+    copied: bool = False  # the same content as another consumer's: its files linked, not written
 
     def __post_init__(self) -> None:
         if self.data is not None:

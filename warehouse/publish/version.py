@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
+import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,10 +22,11 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from warehouse import published as files
-from warehouse.publish.access import AccessMatrix, default_access, resolve_columns
-from warehouse.publish.forms import _Context, _project, prepare
+from warehouse.publish.access import AccessMatrix, RowCondition, default_access, resolve_columns
+from warehouse.publish.forms import _Context, _row_mask, column_values, prepare
 from warehouse.publish.incremental import (
     _SOURCES,
+    DERIVED,
     _created,
     _dataset_inputs,
     _needed,
@@ -28,6 +35,7 @@ from warehouse.publish.incremental import (
     _previous_version,
     _reusable,
     content_source,
+    derived_source,
     linkable,
 )
 from warehouse.publish.inputs import audit_frame
@@ -66,6 +74,7 @@ class Publication:
     sql_schemas: tuple[str, ...] = ()
     tables_written: int = 0  # (consumer, table) outputs written in this publication
     tables_linked: int = 0  # unchanged since the previous publication: files hard-linked
+    tables_shared: int = 0  # the same content as another consumer's in this one: files linked
     bytes_written: int = 0  # bytes of the files written (linked ones not counted)
     pruned: tuple[str, ...] = ()  # versions removed by the retention after the switch
 
@@ -83,27 +92,87 @@ _ARROW: dict[str, pa.DataType] = {
 }
 
 
+def _arrow_column(values: pd.Series, column: ColumnDef) -> pa.Array:
+    kind = _ARROW[column.type]
+    if column.type == "date":
+        return pa.Array.from_pandas(values).cast(pa.date32())
+    if column.type == "timestamp":
+        return pa.Array.from_pandas(values).cast(kind, safe=False)
+    return pa.Array.from_pandas(values, type=kind)
+
+
+def _arrow_field(column: ColumnDef, form: Form) -> pa.Field:
+    return pa.field(
+        column.name,
+        _ARROW[column.type],
+        metadata={"label": column.label, "type": column.type, "form": form},
+    )
+
+
 def to_arrow(frame: pd.DataFrame, columns: list[tuple[ColumnDef, Form]]) -> pa.Table:
     """The published Arrow table: types fixed by the definition, labels in field metadata."""
-    fields, arrays = [], []
+    arrays = [_arrow_column(frame[column.name], column) for column, _ in columns]
+    schema = pa.schema([_arrow_field(column, form) for column, form in columns])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@dataclass
+class _Shared:
+    """One publication's work shared by the consumers whose grants agree (issue 13): the rows
+    a grant's conditions select, per (table, conditions); each published column in its form,
+    as Arrow with its digest, per (table, conditions, column, form). Twelve consumers given
+    the same person_profile id column masked mask it once, not twelve times."""
+
+    rows: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    columns: dict[tuple[str, str, str, str], tuple[pa.Array, bytes]] = field(default_factory=dict)
+
+
+def _rows_key(rows: Iterable[RowCondition], consumer: str) -> str:
+    """A grant's row conditions as they read for this consumer ({consumer} filled in)."""
+    spec = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in rows]
+    return json.dumps(spec, sort_keys=True, ensure_ascii=False).replace("{consumer}", consumer)
+
+
+def _column_digest(array: pa.Array) -> bytes:
+    sink = pa.BufferOutputStream()
+    one = pa.table({"c": array})
+    with pa.ipc.new_stream(sink, one.schema) as writer:
+        writer.write_table(one)
+    return hashlib.sha256(memoryview(sink.getvalue())).digest()
+
+
+def _projected(
+    matrix: AccessMatrix,
+    consumer: str,
+    table: str,
+    prepared: pd.DataFrame,
+    ctx: _Context,
+    shared: _Shared,
+) -> tuple[pa.Table, list[tuple[ColumnDef, Form]], list[bytes]] | None:
+    """What `consumer` gets of a prepared table, as the published Arrow table (rows, columns
+    and forms as apply_access decides them), with each column's digest; the work is shared
+    with the consumers whose grant reads the same (`_Shared`)."""
+    entry = matrix.entry(consumer, table)
+    if entry is None:
+        return None
+    columns = resolve_columns(matrix, table_def(table), entry)
+    rows_key = _rows_key(entry.rows, consumer)
+    rows = shared.rows.get((table, rows_key))
+    if rows is None:
+        rows = prepared[_row_mask(prepared, entry.rows, ctx)] if entry.rows else prepared
+        shared.rows[(table, rows_key)] = rows
+    arrays, digests = [], []
     for column, form in columns:
-        kind = _ARROW[column.type]
-        values = frame[column.name]
-        if column.type == "date":
-            array = pa.Array.from_pandas(values).cast(pa.date32())
-        elif column.type == "timestamp":
-            array = pa.Array.from_pandas(values).cast(kind, safe=False)
-        else:
-            array = pa.Array.from_pandas(values, type=kind)
-        arrays.append(array)
-        fields.append(
-            pa.field(
-                column.name,
-                kind,
-                metadata={"label": column.label, "type": column.type, "form": form},
-            )
-        )
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        key = (table, rows_key, column.name, form)
+        found = shared.columns.get(key)
+        if found is None:
+            values = column_values(rows, column, form, ctx)
+            array = _arrow_column(values.reset_index(drop=True), column)
+            found = shared.columns[key] = (array, _column_digest(array))
+        arrays.append(found[0])
+        digests.append(found[1])
+    schema = pa.schema([_arrow_field(column, form) for column, form in columns])
+    return pa.Table.from_arrays(arrays, schema=schema), columns, digests
 
 
 def _catalog_entry(out: _Output, title: str) -> dict[str, Any]:
@@ -197,10 +266,13 @@ def write_publication(
             )
             conn.execute(update(publications).where(writing).values(status="abandoned"))
             if tables is None:
-                sources, changed_on = _dataset_inputs(conn, as_of)
+                every, changed_on = _dataset_inputs(conn, as_of)
                 # A dataset never delivered has no date of its own: its (empty) files carry
                 # the exchange date, so they are written every night.
-                sources = {t: s for t, s in sources.items() if t in changed_on}
+                sources = {t: s for t, s in every.items() if t in changed_on}
+                derived = derived_source(conn, as_of, every)
+                if derived is not None:
+                    sources |= dict.fromkeys(DERIVED, derived)
                 planned = _plan(matrix, as_of, secret, (xlsx_max_rows, xlsx_bulk_max_rows), sources)
                 created = _created(matrix, changed_on)
                 if previous is not None:
@@ -289,14 +361,17 @@ def write_publication(
         rows=sum(o.rows for o in outputs),
         catalog_sha256=catalog_sha,
         sql_schemas=schemas,
-        tables_written=sum(not o.reused for o in outputs),
+        tables_written=sum(not (o.reused or o.copied) for o in outputs),
         tables_linked=sum(o.reused for o in outputs),
-        bytes_written=sum(f["bytes"] for o in outputs if not o.reused for f in o.files),
+        tables_shared=sum(o.copied for o in outputs),
+        bytes_written=sum(
+            f["bytes"] for o in outputs if not (o.reused or o.copied) for f in o.files
+        ),
         pruned=tuple(removed),
     )
     log.info(
         "publication %s (%s): %d consumers, %d files, %d rows; %d tables written, %d linked "
-        "unchanged; %d old versions removed",
+        "unchanged, %d shared by consumers; %d old versions removed",
         publication_id,
         as_of,
         len(consumers),
@@ -304,6 +379,7 @@ def write_publication(
         result.rows,
         result.tables_written,
         result.tables_linked,
+        result.tables_shared,
         len(removed),
     )
     return result
@@ -384,33 +460,51 @@ def _write_version(
     root = files.version_dir(publish_dir, publication_id)
     root.mkdir(parents=True)
     planned, reuse = planned or {}, reuse or {}
-    outputs: list[_Output] = []
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+    shared = _Shared()
+    by_consumer: dict[str, list[_Output]] = {}
+    first_of: dict[tuple[str, str], _Output] = {}  # (table, content) -> the output written
+    copies: list[tuple[_Output, _Output]] = []  # (output, the same content written for another)
+    jobs: list[Future[None]] = []
+    with ExitStack() as stack:
+        # Threads write Parquet and CSV (Arrow releases the GIL); a large workbook is written in
+        # a process of its own (xlsxwriter is Python cell by cell and holds the GIL: a city's
+        # alert workbooks were a quarter of a night). The processes start only when needed.
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(workers, 1) * 2))
+        books = _LazyProcesses(stack, max(workers, 1))
         for consumer, entries in matrix.consumers.items():
             ctx = _Context(consumer, as_of, prepared.get)
-            mine: list[_Output] = []
+            mine = by_consumer.setdefault(consumer, [])
             for table in entries:
                 before = reuse.get((consumer, table))
                 source = planned.get((consumer, table))
                 if before is None and table in prepared:
-                    projected = _project(matrix, consumer, table, prepared[table], ctx)
+                    projected = _projected(matrix, consumer, table, prepared[table], ctx, shared)
                     if projected is None:
                         continue
-                    frame, columns = projected
-                    data = to_arrow(frame, columns)
+                    data, columns, digests = projected
                     created_on = (created or {}).get((consumer, table))
-                    # a derived table: its content is its source (not the audit log, which
-                    # holds the previous publication and so changes every time)
+                    content = content_source(
+                        digests, data.num_rows, columns, created_on or as_of, xlsx_max_rows
+                    )
+                    # a table not known from its inputs: its content is its source (not the
+                    # audit log, which holds the previous publication and so changes each time)
                     if source is None and table != "audit_log":
-                        source = content_source(data, columns, created_on or as_of, xlsx_max_rows)
+                        source = content
                         if previous is not None:
                             before = linkable(previous, consumer, table, source)
                     if before is None:
-                        mine.append(
-                            _Output(
-                                consumer, table, columns, data, source=source, created=created_on
-                            )
+                        out = _Output(
+                            consumer, table, columns, data, source=source, created=created_on
                         )
+                        mine.append(out)
+                        same = first_of.get((table, content))
+                        if same is not None:
+                            copies.append((out, same))  # written once, linked here
+                        else:
+                            first_of[(table, content)] = out
+                            jobs.append(
+                                pool.submit(_write_files, root, out, as_of, xlsx_max_rows, books)
+                            )
                         continue
                 if before is not None and previous is not None:
                     out = _Output(
@@ -426,20 +520,23 @@ def _write_version(
                     for f in out.files:
                         files.link_unchanged(previous.root / f["path"], root / f["path"])
                     mine.append(out)
-            jobs = [
-                pool.submit(_write_files, root, o, as_of, xlsx_max_rows)
-                for o in mine
-                if not o.reused
-            ]
-            for job in jobs:
-                job.result()
-            if mine:
-                catalog = _catalog(publication_id, as_of, started, mine)
-                files.write_json(root / consumer / files.CATALOG, catalog)
-                files.seal(root / consumer / files.CATALOG)
-            outputs += mine
-            if on_consumer is not None:
-                on_consumer(consumer)
+        for job in jobs:
+            job.result()
+    for out, same in copies:
+        for f in same.files:
+            path = f"{out.consumer}/{f['path'].split('/', 1)[1]}"
+            files.link_unchanged(root / f["path"], root / path)
+            out.files.append({**f, "path": path})
+        out.copied = True
+    outputs: list[_Output] = []
+    for consumer, mine in by_consumer.items():
+        if mine:
+            catalog = _catalog(publication_id, as_of, started, mine)
+            files.write_json(root / consumer / files.CATALOG, catalog)
+            files.seal(root / consumer / files.CATALOG)
+        outputs += mine
+        if on_consumer is not None:
+            on_consumer(consumer)
     files.write_json(
         root / _SOURCES,
         {
@@ -466,7 +563,39 @@ def _catalog(
     }
 
 
-def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: tuple[int, int]) -> None:
+class _LazyProcesses:
+    """A process pool started on first use (most publications write no large workbook)."""
+
+    def __init__(self, stack: ExitStack, workers: int) -> None:
+        self._stack, self._workers = stack, workers
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Executor:
+        with self._lock:
+            if self._pool is None:
+                # Not fork: the night's process has threads (Prefect, the writers). A fork
+                # server with the writers imported starts each worker in a fraction of a second.
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["warehouse.published"])
+                self._pool = self._stack.enter_context(
+                    ProcessPoolExecutor(self._workers, mp_context=context)
+                )
+            return self._pool
+
+
+# A workbook of more cells than this is written in a process of its own (starting one costs
+# about a second; below this the workbook is written in less).
+XLSX_PROCESS_CELLS = 400_000
+
+
+def _write_files(
+    root: Path,
+    out: _Output,
+    as_of: date,
+    xlsx_max_rows: tuple[int, int],
+    books: _LazyProcesses | None = None,
+) -> None:
     assert out.data is not None  # linked outputs are not written
     folder = root / out.consumer
     labels = [c.label for c, _ in out.columns]
@@ -477,7 +606,8 @@ def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: tuple[int
         sheet = folder / f"{out.table}.xlsx"
         created = out.created or as_of
         people = for_people(out.table, out.data)
-        files.write_xlsx(
+        book = functools.partial(
+            files.write_xlsx,
             sheet,
             people.data,
             labels,
@@ -486,6 +616,10 @@ def _write_files(root: Path, out: _Output, as_of: date, xlsx_max_rows: tuple[int
             counts=people.counts,
             note=people.note,
         )
+        if books is not None and out.data.num_rows * out.data.num_columns > XLSX_PROCESS_CELLS:
+            books.get().submit(book).result()
+        else:
+            book()
         written.append((sheet, "xlsx"))
     else:
         sheet = folder / f"{out.table}.csv"

@@ -1,0 +1,100 @@
+"""A night reads the facts the alerts and the profiles share once, and a re-run with nothing new
+does not evaluate the rules again (issue 13)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, Table, insert, select
+
+from datashare.synth import build_county, write_night
+from expectations.contract import load_common, load_contracts
+from tasks.alerts import department_facts, facts_read_once, lifecycle, raise_alerts
+from tasks.intake import IntakeOptions, intake_delivery
+from tasks.landing import FsspecLanding
+from warehouse.db import connect, upgrade
+from warehouse.tables import history_merges
+from warehouse.tables_alerts import alert_days, alerts
+
+AS_OF = date(2025, 3, 11)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = connect(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _merge(engine: Engine, day: date) -> None:
+    counts = dict(inserted=1, changed=0, closed=0, unchanged=0, reopened=0, cancelled=0)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(history_merges).values(
+                dataset="XC_HU", exchange_date=day, delivery_id=f"XC_HU-{day}", **counts
+            )
+        )
+
+
+def test_within_a_night_the_facts_are_read_once_per_state_of_the_warehouse(
+    engine: Engine,
+) -> None:
+    with engine.connect() as conn:
+        outside = department_facts(conn, AS_OF)
+        assert department_facts(conn, AS_OF) is not outside  # no scope: read every time
+    with facts_read_once():
+        with engine.connect() as conn:
+            first = department_facts(conn, AS_OF)
+            assert department_facts(conn, AS_OF) is first
+        _merge(engine, AS_OF)  # history written: another state of the warehouse
+        with engine.connect() as conn:
+            changed = department_facts(conn, AS_OF)
+            assert changed is not first
+            assert department_facts(conn, AS_OF) is changed
+            assert department_facts(conn, date(2025, 3, 12)) is not changed  # another date
+    with engine.connect() as conn:  # the scope is over: nothing kept
+        assert department_facts(conn, AS_OF) is not changed
+
+
+def test_a_rerun_with_nothing_new_keeps_the_findings_and_the_same_alerts(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    county = build_county(24, 30)
+    landing = tmp_path / "landing"
+    write_night(county, landing, AS_OF)
+    contracts = load_contracts()
+    source = FsspecLanding(str(landing))
+    options = IntakeOptions(
+        lake_root=tmp_path / "lake", gx_root=tmp_path / "gx", build_docs=False, secret=b"s"
+    )
+    for ref in source.discover(AS_OF, contracts.values()):
+        intake_delivery(
+            ref, source.fetch(ref), contracts[ref.dataset], load_common(), engine, options
+        )
+    with engine.begin() as conn:
+        first = raise_alerts(conn, AS_OF)
+        days = _rows(conn, alert_days)
+        table = _rows(conn, alerts)
+    assert first.findings > 0
+
+    def not_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the rules were evaluated again")
+
+    monkeypatch.setattr(lifecycle, "evaluate_rules", not_again)
+    with engine.begin() as conn:
+        again = raise_alerts(conn, AS_OF)
+        assert _rows(conn, alert_days) == days
+        assert _rows(conn, alerts) == table
+    assert again == first
+
+    _merge(engine, AS_OF - timedelta(days=1))  # something new in history: evaluated again
+    with engine.begin() as conn, pytest.raises(AssertionError, match="evaluated again"):
+        raise_alerts(conn, AS_OF)
+
+
+def _rows(conn: Connection, table: Table) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
