@@ -249,21 +249,27 @@ def raise_alerts(
         select(alert_runs.c.inputs_sha256).where(alert_runs.c.exchange_date == as_of)
     ).scalar()
     # A re-run with nothing new since (issue 13): the findings are those kept in alert_days
-    # (the same bytes evaluate_rules gave them); everything after them runs as ever.
-    findings = (
-        _kept_findings(conn, as_of) if kept == inputs else evaluate_rules(conn, as_of, params)
-    )
-    runs = _run_dates(conn)
-    prev = max((d for d in runs if d < as_of), default=None)
-    state = advance(_state_before(conn, prev), prev, findings, as_of)
+    # (the same bytes evaluate_rules gave them); and when the alerts table is at this date (no
+    # earlier date was re-run before it), its lifecycle dates are what advancing them again
+    # would give. Feedback is applied as ever: it may have changed.
+    same = kept == inputs
+    findings = _kept_findings(conn, as_of) if same else evaluate_rules(conn, as_of, params)
+    at = conn.execute(select(func.max(alerts.c.as_of))).scalar()
+    if same and at is not None and _as_date(at) == as_of:
+        state = _state_from_table(conn)
+    else:
+        runs = _run_dates(conn)
+        prev = max((d for d in runs if d < as_of), default=None)
+        state = advance(_state_before(conn, prev), prev, findings, as_of)
     feedback = read_feedback(conn, as_of)
     table = with_status(state, feedback, as_of)
 
-    conn.execute(delete(alert_days).where(alert_days.c.exchange_date == as_of))
-    day = findings.assign(exchange_date=pd.Timestamp(as_of)).assign(
-        exchange_date=lambda f: f["exchange_date"].astype("datetime64[s]")
-    )
-    load_arrow(conn, alert_days.name, _to_arrow(day, _ARROW_DAY.names))
+    if not same:  # kept findings are alert_days' rows already
+        conn.execute(delete(alert_days).where(alert_days.c.exchange_date == as_of))
+        day = findings.assign(exchange_date=pd.Timestamp(as_of)).assign(
+            exchange_date=lambda f: f["exchange_date"].astype("datetime64[s]")
+        )
+        load_arrow(conn, alert_days.name, _to_arrow(day, _ARROW_DAY.names))
     conn.execute(delete(alerts))
     load_arrow(conn, alerts.name, _to_arrow(table, [c.name for c in alerts.columns]))
     known = feedback.loc[feedback["alert_id"].isin(table["alert_id"])]
