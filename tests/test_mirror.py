@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import Engine
 
 from datashare.synth import build_county, write_night
 from expectations.contract import load_common, load_contracts
@@ -96,14 +97,18 @@ def test_a_warehouse_restored_from_the_lake_alone_publishes_the_same(
     assert first == again
 
 
-def test_mirror_is_deterministic(tmp_path: Path) -> None:
+def _first_night(tmp_path: Path, seed: int) -> Engine:
+    """A SQLite warehouse and its lake after one night of a small county."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    county = build_county(22, 30)
-    landing = tmp_path / "landing"
     engine = connect(url)
     upgrade(engine)
-    write_night(county, landing, DAY1)
-    _night(url, tmp_path, landing, DAY1)
+    write_night(build_county(seed, 30), tmp_path / "landing", DAY1)
+    _night(url, tmp_path, tmp_path / "landing", DAY1)
+    return engine
+
+
+def test_mirror_is_deterministic(tmp_path: Path) -> None:
+    engine = _first_night(tmp_path, 22)
     mirror = tmp_path / "lake" / "mirror"
     before = {str(p.relative_to(mirror)): p.read_bytes() for p in sorted(mirror.rglob("*.parquet"))}
     with engine.begin() as conn:
@@ -123,13 +128,7 @@ def test_a_night_mirrors_the_parts_it_changed_and_any_part_missing(tmp_path: Pat
     """person_sources is rewritten for the datasets merged, alert_days for the dates from the
     one given; a part missing from the lake, or the lake's layout before the split, is
     written whatever the night did (issue 13)."""
-    url = f"sqlite:///{tmp_path / 'w.db'}"
-    county = build_county(23, 30)
-    landing = tmp_path / "landing"
-    engine = connect(url)
-    upgrade(engine)
-    write_night(county, landing, DAY1)
-    _night(url, tmp_path, landing, DAY1)
+    engine = _first_night(tmp_path, 23)
     lake = tmp_path / "lake"
     mirror = lake / "mirror"
 
