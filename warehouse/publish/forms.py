@@ -178,9 +178,16 @@ def _project(
     if entry is None:
         return None
     columns = resolve_columns(matrix, table_def(table), entry)
-    rows = prepared[_row_mask(prepared, entry.rows, ctx)] if entry.rows else prepared
+    rows = selected_rows(prepared, entry.rows, ctx)
     out = {column.name: column_values(rows, column, form, ctx) for column, form in columns}
     return pd.DataFrame(out, index=rows.index).reset_index(drop=True), columns
+
+
+def selected_rows(
+    prepared: pd.DataFrame, conditions: tuple[RowCondition, ...], ctx: _Context
+) -> pd.DataFrame:
+    """The rows of a prepared table a grant's conditions keep (all of them without any)."""
+    return prepared[_row_mask(prepared, conditions, ctx)] if conditions else prepared
 
 
 def column_values(rows: pd.DataFrame, column: ColumnDef, form: Form, ctx: _Context) -> pd.Series:

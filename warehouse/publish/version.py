@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from warehouse import published as files
 from warehouse.publish.access import AccessMatrix, RowCondition, default_access, resolve_columns
-from warehouse.publish.forms import _Context, _row_mask, column_values, prepare
+from warehouse.publish.forms import _Context, column_values, prepare, selected_rows
 from warehouse.publish.incremental import (
     _SOURCES,
     DERIVED,
@@ -159,7 +159,7 @@ def _projected(
     rows_key = _rows_key(entry.rows, consumer)
     rows = shared.rows.get((table, rows_key))
     if rows is None:
-        rows = prepared[_row_mask(prepared, entry.rows, ctx)] if entry.rows else prepared
+        rows = selected_rows(prepared, entry.rows, ctx)
         shared.rows[(table, rows_key)] = rows
     arrays, digests = [], []
     for column, form in columns:
