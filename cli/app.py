@@ -18,12 +18,14 @@ Prefect starts, so a conflict never reaches Prefect's logs.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
 import os
 import re
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -293,6 +295,39 @@ def _locked(settings: Settings, owner: str, fn):  # type: ignore[no-untyped-def]
     return _guarded(go)
 
 
+def _start_embedded_api() -> None:
+    """Start Prefect's embedded API (when no PREFECT_API_URL is set), as the flow would."""
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()  # a singleton: the flow's client finds it running
+    except Exception:  # the flow starts it again and reports what fails
+        return
+
+
+@contextlib.contextmanager
+def embedded_api_starting() -> Iterator[None]:
+    """Start Prefect's embedded API in a thread while the block imports the run's modules.
+
+    The API is a uvicorn process that takes seconds to start (half of an unchanged night's
+    fixed cost on a small county); started here it boots on the other core while this one
+    imports pandas, Prefect and the steps. The block waits for it at its end, before the flow
+    asks for a client (the thread runs in this context: a test harness's API URL is seen)."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(_start_embedded_api,), name="prefect-api-start", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
 AllowFuture = Annotated[
     bool,
     typer.Option(
@@ -376,7 +411,8 @@ def run(
         force=force,
         allow_future=allow_future,
     )
-    from flows.nightly import run_nightly
+    with embedded_api_starting():
+        from flows.nightly import run_nightly
 
     with progress_shown(f"{day}：接收、比对、发布…"):
         result = _locked(
@@ -489,7 +525,7 @@ def demo(
         write_night,
     )
     from flows.nightly import run_nightly
-    from tasks.gx_validate import docs_index_path
+    from tasks.gx_offline import docs_index_path
 
     first = _parse_date(start, "--start")
     landing = Path(str(settings.landing))
@@ -654,7 +690,8 @@ def backfill(
         _fail(2, f"--to {last} 早于 --from {first}")
     settings = _settings()
     _preflight(settings, exchange_dates=[last], datasets=datasets, allow_future=allow_future)
-    from flows.backfill import REASON_LABELS, run_backfill
+    with embedded_api_starting():
+        from flows.backfill import REASON_LABELS, run_backfill
 
     def go():  # type: ignore[no-untyped-def]
         return run_backfill(

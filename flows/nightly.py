@@ -60,7 +60,7 @@ from tasks.alerts import (
     rebuild_alerts,
 )
 from tasks.freshness import check_freshness
-from tasks.gx_validate import docs_index_path
+from tasks.gx_offline import docs_index_path
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
 from tasks.landing import DeliveryRef, discover_and_record, open_landing
 from tasks.notify import notify_night

@@ -27,6 +27,7 @@ import os
 import re
 from pathlib import Path
 
+DOCS_SITE = "local_site"  # the Data Docs site GX builds (tasks/gx_validate.py)
 MARKER = "datashare-offline"
 STYLESHEET = "static/styles/datashare_offline.css"
 SCRIPT = "static/scripts/datashare_offline.js"
@@ -198,3 +199,10 @@ def make_site_offline(site: Path, since: float | None = None) -> int:
             page.write_text(new, "utf-8")
             rewritten += 1
     return rewritten
+
+
+def docs_index_path(context_root: Path) -> Path:
+    """Where the Data Docs site's index.html of the project under `context_root` is (GX keeps a
+    file project in `<context_root>/gx/`); it exists once a delivery was validated with docs.
+    Here, not beside the validation, so that naming the page does not import GX."""
+    return Path(context_root) / "gx" / "uncommitted" / "data_docs" / DOCS_SITE / "index.html"

@@ -57,7 +57,7 @@ from datashare.settings import DEFAULT_GX_MAX_ROWS
 from expectations.contract import Contract
 from expectations.gx_custom import gx
 from expectations.gx_suite import DEFECTS_COLUMN, build_suites
-from tasks.gx_offline import make_site_offline
+from tasks.gx_offline import DOCS_SITE, make_site_offline
 from tasks.mask import mask_lookalikes_text
 
 with warnings.catch_warnings():
@@ -74,7 +74,6 @@ from jinja2 import BytecodeCache, FileSystemBytecodeCache
 
 DATASOURCE = "datashare"
 BATCH_DEFINITION = "whole_frame"
-DOCS_SITE = "local_site"
 # One result format for every expectation of a run (GX lets the run's format win); personal
 # columns strip their values themselves. BASIC: counts plus up to 20 values, without the
 # per-row index lists SUMMARY computes (those cost ~10% more on large frames).
@@ -482,12 +481,6 @@ def validate_delivery_gx(
         statistics=MappingProxyType(statistics),
         docs_index=docs_index,
     )
-
-
-def docs_index_path(context_root: Path) -> Path:
-    """Where the Data Docs site's index.html of the project under `context_root` is (GX keeps a
-    file project in `<context_root>/gx/`); it exists once a delivery was validated with docs."""
-    return Path(context_root) / "gx" / "uncommitted" / "data_docs" / DOCS_SITE / "index.html"
 
 
 def _docs_index(project: _Project) -> Path | None:

@@ -43,7 +43,6 @@ from sqlalchemy.exc import OperationalError
 from datashare.errors import DeliveryError, GateFailed, LayoutError
 from datashare.settings import DEFAULT_GX_MAX_ROWS
 from expectations.contract import Common, Contract
-from tasks.gx_validate import validate_delivery_gx
 from tasks.landing import DeliveryRef
 from tasks.read import SPREADSHEET_FORMATS, ReadLimits, read_delivery
 from tasks.validate import REJECT_COLUMNS, Validated, check_conservation, validate_rows
@@ -332,6 +331,10 @@ def _take_in(
     # The lake table of the accepted rows is built while GX judges (both only read `validated`;
     # building it has no side effect, and it is used, or its error raised, only once the
     # gates have passed, as before).
+    # GX is imported where a delivery is judged (two seconds of imports): a night that takes
+    # nothing new in, an unchanged re-run, never loads it.
+    from tasks.gx_validate import validate_delivery_gx
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-arrow") as pool:
         building = pool.submit(
             lambda: to_arrow_table(validated.accepted, contract, did, ref.file_name)

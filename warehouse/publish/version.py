@@ -265,6 +265,9 @@ def write_publication(
                 .values(status="published")
             )
             conn.execute(update(publications).where(writing).values(status="abandoned"))
+        # Read in a transaction of its own that writes nothing: on SQLite the bulk reads then
+        # go through the fast read-only path (warehouse.bulk.fetch_arrow).
+        with engine.connect() as conn:
             if tables is None:
                 every, changed_on = _dataset_inputs(conn, as_of)
                 # A dataset never delivered has no date of its own: its (empty) files carry
