@@ -179,3 +179,17 @@ def test_the_adbc_connection_cannot_write(engine: Engine) -> None:
         cursor.execute("DELETE FROM things")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM things")).scalar_one() == len(ROWS)
+
+
+def test_a_later_batch_that_does_not_fit_falls_back_to_sqlite3(
+    engine: Engine, taken: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # label is NULL in the first 3000 rows: with batches of 1000 the driver takes it for an
+    # integer column, then meets text
+    monkeypatch.setattr(bulk, "_ADBC_BATCH_ROWS", 1000)
+    query = select(THINGS).order_by(THINGS.c.n)
+    with engine.connect() as conn:
+        got = fetch_arrow(conn, query, SCHEMA)
+    assert taken == [False]
+    assert got.equals(_through_sqlite3(monkeypatch, engine, query))
+    assert got.column("label").to_pylist()[4999] == "名称4999"

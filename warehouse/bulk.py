@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeEngine
 
 _COPY_BATCH_ROWS = 100_000
 _SQLITE_CACHE_BYTES = 256 * 2**20
+_ADBC_BATCH_ROWS = 2**20
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -177,9 +178,11 @@ def _fetch_sqlite_arrow(conn: Connection, sql: str, schema: pa.Schema) -> pa.Tab
     uncommitted writes or is in memory, the statement reads a temporary table, or a value
     does not fit the schema; the caller then reads through sqlite3 as before.
 
-    The driver infers each column's type from the values of its first batch: one batch holds
-    every row (a column NULL in its first 1024 rows and text after would fail), and each
-    column is then cast to the schema's type (dates from their ISO text, flags from 0/1)."""
+    The driver infers each column's type from the values of its first batch: batches are of
+    2^20 rows (its default of 1024 failed a history table's valid_to, NULL in its first rows;
+    2^30 reserved 8.5 GB of address space, and fork() then failed), a later batch that does not
+    fit falls back to sqlite3, and each column is then cast to the schema's type (dates from
+    their ISO text, flags from 0/1)."""
     if any(pa.types.is_timestamp(f.type) or pa.types.is_decimal(f.type) for f in schema):
         return None
     uri = _sqlite_read_uri(conn)
@@ -191,10 +194,12 @@ def _fetch_sqlite_arrow(conn: Connection, sql: str, schema: pa.Schema) -> pa.Tab
         return None
     try:
         with adbc_sqlite.connect(uri, autocommit=True) as db, db.cursor() as cursor:
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(2**30)})
+            cursor.adbc_statement.set_options(
+                **{"adbc.sqlite.query.batch_rows": str(_ADBC_BATCH_ROWS)}
+            )
             cursor.execute(sql)
             found = cursor.fetch_arrow_table()
-    except adbc_sqlite.Error:
+    except (adbc_sqlite.Error, OSError, pa.ArrowException):  # a later batch's type: OSError
         return None
     if found.num_columns != len(schema):
         return None
