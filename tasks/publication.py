@@ -25,7 +25,6 @@ from domain import definitions as dd
 from expectations.contract import load_contracts
 from expectations.divisions import town_order
 from warehouse.publish import (
-    DERIVED,
     RISK_COLUMNS,
     SHARED_TABLES,
     SUPPRESSED,
@@ -105,12 +104,17 @@ def town_summary(
 
 
 def collect_shared_tables(
-    conn: Connection, as_of: date, *, datasets: Iterable[str] | None = None
+    conn: Connection,
+    as_of: date,
+    *,
+    datasets: Iterable[str] | None = None,
+    ledger: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Every shared table as of a date, plain: profiles and alerts from their providers
     (tasks.profiles, tasks.alerts — imported here, lazily), the ledger, the current rows of
-    every dataset. `datasets` narrows it to those named (datasets and derived tables: the
-    profiles and alerts are read when one of DERIVED is named); the ledger is always read."""
+    every dataset. `datasets` narrows it to the datasets and derived tables named
+    (town_summary: the profiles and alerts it is computed from); `ledger=False` leaves the
+    ledger out (a publication reads it with its first part)."""
     from warehouse.history import current_rows
 
     try:
@@ -121,12 +125,19 @@ def collect_shared_tables(
             f"无法加载画像和预警模块 {exc.name}，不能发布：安装可能不完整，请重新安装 datashare"
         ) from None
     wanted = None if datasets is None else set(datasets)
+
+    def wants(table: str) -> bool:
+        return wanted is None or bool(wanted & {table, "town_summary"})
+
     tables: dict[str, pd.DataFrame] = {}
-    if wanted is None or wanted & DERIVED:  # town_summary is computed from all three
+    if wants("person_profile"):
         tables["person_profile"] = profiles.person_profile(conn, as_of)
+    if wants("household_profile"):
         tables["household_profile"] = profiles.household_profile(conn, as_of)
+    if wants("alerts"):
         tables["alerts"] = alert_provider.alerts_frame(conn, as_of)
-    tables |= ledger_tables(conn, as_of)
+    if ledger:
+        tables |= ledger_tables(conn, as_of)
     for dataset in load_contracts():
         if wanted is None or dataset in wanted:
             tables[dataset] = current_rows(conn, dataset, as_of)

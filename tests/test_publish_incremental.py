@@ -14,9 +14,12 @@ from sqlalchemy import func, select, text
 from datashare.settings import Settings
 from datashare.synth import build_county, write_night
 from flows.nightly import run_nightly
+from tasks import publication
 from tasks.publication import SqlTarget, publish
 from warehouse import published as files
 from warehouse.db import connect
+from warehouse.publish import version
+from warehouse.publish.access import default_access
 from warehouse.tables_publish import audit_log, publications
 
 SECRET = "s" * 32
@@ -235,3 +238,59 @@ def test_retention_keeps_the_publish_folder_bounded_over_30_nights(
     # Every version keeps its audit record; pruned ones say when they went.
     assert set(published) <= recorded
     assert pruned == every - set(kept)
+
+
+@pytest.mark.quick_sample("sqlite")
+def test_the_other_tables_are_written_while_the_profiles_are_computed(
+    prefect_api: None,
+    county,  # type: ignore[no-untyped-def]
+    warehouse_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The publication reads in two parts: the alerts, the ledger and the datasets first, whose
+    files go to the writers, then the profiles (ledger not read twice), then the town summary."""
+    landing = tmp_path / "landing"
+    write_night(county, landing, county.start)
+    settings = _use(monkeypatch, tmp_path / "home", warehouse_url, landing)
+    run_nightly(county.start, settings)
+
+    events: list[tuple[object, ...]] = []
+    real_collect, real_projected = publication.collect_shared_tables, version._projected
+
+    def collect(conn, as_of, *, datasets=None, ledger=True):  # type: ignore[no-untyped-def]
+        events.append(("collect", frozenset(datasets or ()), ledger))
+        return real_collect(conn, as_of, datasets=datasets, ledger=ledger)
+
+    def projected(matrix, consumer, table, *rest):  # type: ignore[no-untyped-def]
+        events.append(("project", table))
+        return real_projected(matrix, consumer, table, *rest)
+
+    monkeypatch.setattr(publication, "collect_shared_tables", collect)
+    monkeypatch.setattr(version, "_projected", projected)
+    engine = connect(warehouse_url)
+    try:
+        result = publish(
+            engine,
+            tmp_path / "out",
+            as_of=county.start,
+            secret=SECRET.encode(),
+            incremental=False,
+            sql=SqlTarget(enabled=False),
+        )
+    finally:
+        engine.dispose()
+    reads = [e for e in events if e[0] == "collect"]
+    assert len(reads) == 2
+    (_, first, first_ledger), (_, second, second_ledger) = reads
+    profiles = {"person_profile", "household_profile"}
+    assert not first & profiles and {"alerts", "XC_HU", "MZ_DIBAO"} <= first and first_ledger
+    assert profiles <= second and not second - profiles - {"town_summary"} and not second_ledger
+    between = events[events.index(reads[0]) + 1 : events.index(reads[1])]
+    assert ("project", "alerts") in between and ("project", "XC_HU") in between
+    after = events[events.index(reads[1]) + 1 :]
+    assert ("project", "person_profile") in after and ("project", "town_summary") in after
+    assert not {e for e in between if e[1] in profiles | {"town_summary"}}
+    # Every consumer's catalog lists its tables in the access matrix's order.
+    catalog = json.loads((result.path / "XC" / files.CATALOG).read_text(encoding="utf-8"))
+    assert [t["table"] for t in catalog["tables"]] == list(default_access().consumers["XC"])
