@@ -211,6 +211,16 @@ def _pick(keys: pd.Series, values: pd.Series) -> pd.Series:
     return pd.Series(taken, index=keys.index, name=values.name)
 
 
+def _isin(keys: pd.Series, index: pd.Index) -> pd.Series:
+    """keys.isin(index) as bool, by an Arrow hash lookup when both are text (pandas' isin of a
+    million text keys against a text index was 2.9 s of a city's person_profile)."""
+    text = isinstance(index.dtype, pd.StringDtype) and isinstance(keys.dtype, pd.StringDtype)
+    if not text:
+        return keys.isin(index).astype(bool)
+    found = pc.is_in(_arrow_text(keys), value_set=_arrow_text(pd.Series(index)))
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=keys.index, dtype=bool)
+
+
 def _first_by(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return frame.sort_values(order).drop_duplicates("person_key").set_index("person_key")
 
@@ -274,7 +284,7 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     deaths = facts.deaths.set_index("person_key")["death_date"]
     paid = facts.settlements.groupby("person_key")["cents"].sum()
 
-    in_roster = keys.isin(m.index)
+    in_roster = _isin(keys, m.index)
     village_code = (
         _pick(keys, m["village_code"])
         .astype("string")
@@ -300,7 +310,7 @@ def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
             "in_roster": in_roster.astype(bool),
             "household_type": _pick(keys, m["household_type"]).astype("string"),
             "monitoring_category": _pick(keys, m["monitoring_category"]).astype("string"),
-            "deceased": keys.isin(deaths.index).astype(bool),
+            "deceased": _isin(keys, deaths.index),
             "death_date": _pick(keys, deaths).astype("datetime64[s]"),
             "dibao_status": _pick(keys, mz["status"]).astype("string"),
             "assistance_type": _pick(keys, mz["assistance_type"]).astype("string"),

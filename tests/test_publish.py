@@ -583,6 +583,21 @@ def test_rejects_never_show_more_than_the_masked_form() -> None:
     assert by_column["grade"] == "E"
 
 
+def test_prepared_rows_are_in_key_order_and_ties_are_broken_by_the_other_columns() -> None:
+    frame = person_profile_frame()
+    shuffled = frame.sample(frac=1, random_state=3).reset_index(drop=True)
+    unique = prepare("person_profile", shuffled, SECRET)
+    assert unique.equals(prepare("person_profile", frame, SECRET))
+    assert unique["id_number"].is_monotonic_increasing and unique["id_number"].is_unique
+    # The same person twice (one id, so one person_key): the other columns decide, in
+    # column order (the name before the household).
+    twice = pd.concat([frame.assign(name="乙"), frame.assign(name="甲")], ignore_index=True)
+    tied = prepare("person_profile", twice.sample(frac=1, random_state=5), SECRET)
+    assert tied["id_number"].is_monotonic_increasing
+    pairs = tied.groupby("id_number", sort=False)["name"].agg(list)
+    assert pairs.tolist() == [["乙", "甲"]] * len(frame)  # by code point: 乙 U+4E59 < 甲 U+7532
+
+
 def test_an_input_without_a_declared_column_is_refused_by_name() -> None:
     frame = person_profile_frame().drop(columns=["deceased"])
     with pytest.raises(PublishError, match="deceased") as info:
