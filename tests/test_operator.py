@@ -207,3 +207,25 @@ def test_a_good_night_records_its_odd_files(base: dict[str, str], tmp_path: Path
     assert refused["reason"].str.contains("未接收").all()
     assert "交付 无" in result.stdout  # nothing was taken in, and the night says so
     assert "交换区另有 2 个文件未接收（MZ 2）" in result.stdout
+
+
+def test_the_early_api_start_sees_the_api_the_run_will_use(
+    prefect_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`datashare run` starts Prefect's embedded API in a thread while it imports; under a
+    configured API (here the test harness's, set in this context) it starts nothing."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from cli.app import _start_embedded_api, embedded_api_starting
+
+    started: list[int | None] = []
+    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, *a: started.append(self.port))
+    with embedded_api_starting():
+        pass
+    assert started == []
+    # With no API configured it starts the default (embedded) server.
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setattr(PREFECT_API_URL, "value", lambda: None)
+    _start_embedded_api()
+    assert started == [SubprocessASGIServer().port]  # the default instance (the harness's here)
