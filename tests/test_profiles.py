@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from test_alerts import (  # the same hand-built deliveries
     D,
@@ -25,8 +28,15 @@ from test_alerts import (  # the same hand-built deliveries
     settlement,
 )
 
-from tasks.alerts import alerts_frame, raise_alerts
-from tasks.profiles import HOUSEHOLD_COLUMNS, PERSON_COLUMNS, household_profile, person_profile
+from tasks.alerts import DEPT_ORDER, alerts_frame, raise_alerts
+from tasks.profiles import (
+    HOUSEHOLD_COLUMNS,
+    PERSON_COLUMNS,
+    _seen_any_dept,
+    _seen_rows,
+    household_profile,
+    person_profile,
+)
 from warehouse.db import connect, upgrade
 
 pytestmark = pytest.mark.filterwarnings(
@@ -214,3 +224,45 @@ def test_profile_name_off_roster_comes_from_the_department(engine: Engine) -> No
         people = person_profile(conn, D).set_index("person_key")
     assert people.loc[key(outsider), "name"] == "赵六"
     assert not people.loc[key(outsider), "in_roster"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["k1", "k2", "k3", "k10", "K2"]),
+            st.sampled_from(["610327199001011234", "61032719900101123X", "110101200001010011"]),
+            st.sampled_from(list(DEPT_ORDER)),
+        ),
+        max_size=40,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_persons_seen_by_department_sets_equal_the_ordered_aggregate(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    """_seen's one GROUP BY with a bit per department names the same departments in the same
+    order (DEPT_ORDER), with the same smallest id, as the ordered string_agg it replaced (kept
+    for a department outside DEPT_ORDER)."""
+    table = pa.table(
+        {
+            "person_key": pa.array([r[0] for r in rows], pa.string()),
+            "id_number": pa.array([r[1] for r in rows], pa.string()),
+            "dept": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
+    fast = _seen_rows(table)
+    assert fast.equals(_seen_any_dept(table))
+    assert fast["person_key"].tolist() == sorted({r[0] for r in rows})
+
+
+def test_a_department_outside_the_order_comes_after_the_known_ones() -> None:
+    table = pa.table(
+        {
+            "person_key": ["k1", "k1", "k1"],
+            "id_number": ["2", "1", "3"],
+            "dept": ["ZZ", "GA", "XC"],
+        }
+    )
+    seen = _seen_rows(table)
+    expected = {"person_key": "k1", "id_number": "1", "sources": "XC,GA,ZZ"}
+    assert seen.to_dict("records") == [expected]
