@@ -3,9 +3,7 @@
     Arrow ─ load_arrow ─▶ table      PostgreSQL: COPY ... FROM STDIN (CSV written by Arrow)
                                      SQLite:     one executemany
     table ─ fetch_arrow ─▶ Arrow     PostgreSQL: COPY (SELECT ...) TO STDOUT, parsed by Arrow
-                                     SQLite:     the ADBC SQLite driver, read-only, when it sees
-                                                 what the caller sees; else one fetchall,
-                                                 converted column by column
+                                     SQLite:     one fetchall, converted column by column
     staging(...)                     a temporary table, loaded as above, dropped afterwards
 
 On PostgreSQL COPY loads 233k-275k rows/s (bench/bench_merge.py, 1M history rows) where
@@ -18,7 +16,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +27,6 @@ from sqlalchemy.types import TypeEngine
 
 _COPY_BATCH_ROWS = 100_000
 _SQLITE_CACHE_BYTES = 256 * 2**20
-_ADBC_BATCH_ROWS = 2**20
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -138,9 +134,6 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
                 quoted_strings_can_be_null=False,
             ),
         ).cast(schema)
-    found = _fetch_sqlite_arrow(conn, sql, schema)
-    if found is not None:
-        return found
     # The driver's own cursor: SQLAlchemy's result processing would double the time for 1M rows.
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -154,69 +147,6 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
         [_arrow_column(matrix[:, i], field.type) for i, field in enumerate(schema)],
         schema=schema,
     )
-
-
-def _sqlite_read_uri(conn: Connection) -> str | None:
-    """A read-only URI of the connection's SQLite file, when another connection reading it sees
-    what this one sees: a file database (not in memory, no URI options) and no uncommitted
-    writes of this connection (Python's sqlite3 opens its transaction at the first write, so
-    `in_transaction` says exactly that). None otherwise."""
-    url = conn.engine.url
-    database = url.database
-    if url.query or not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    if conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
-        return None
-    path = Path(database).resolve()
-    return f"{path.as_uri()}?mode=ro" if path.is_file() else None
-
-
-def _fetch_sqlite_arrow(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
-    """The rows of a SELECT on SQLite read straight into Arrow by the ADBC SQLite driver (a
-    second, read-only connection): 4-5x faster than sqlite3's Python rows for a city's 0.7M-row
-    history table (0.96 s against 4.4 s, issue 13). None when it cannot say: the connection has
-    uncommitted writes or is in memory, the statement reads a temporary table, or a value
-    does not fit the schema; the caller then reads through sqlite3 as before.
-
-    The driver infers each column's type from the values of its first batch: batches are of
-    2^20 rows (its default of 1024 failed a history table's valid_to, NULL in its first rows;
-    2^30 reserved 8.5 GB of address space, and fork() then failed), a later batch that does not
-    fit falls back to sqlite3, and each column is then cast to the schema's type (dates from
-    their ISO text, flags from 0/1)."""
-    if any(pa.types.is_timestamp(f.type) or pa.types.is_decimal(f.type) for f in schema):
-        return None
-    uri = _sqlite_read_uri(conn)
-    if uri is None:
-        return None
-    try:
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-    except ImportError:  # not installed: sqlite3 reads everything, only slower
-        return None
-    try:
-        with adbc_sqlite.connect(uri, autocommit=True) as db, db.cursor() as cursor:
-            cursor.adbc_statement.set_options(
-                **{"adbc.sqlite.query.batch_rows": str(_ADBC_BATCH_ROWS)}
-            )
-            cursor.execute(sql)
-            found = cursor.fetch_arrow_table()
-    except (adbc_sqlite.Error, OSError, pa.ArrowException):  # a later batch's type: OSError
-        return None
-    if found.num_columns != len(schema):
-        return None
-    columns = []
-    try:
-        for field, column in zip(schema, found.columns, strict=True):
-            if column.null_count == len(column):
-                columns.append(pa.nulls(len(column), field.type))
-            elif pa.types.is_date(field.type) and not pa.types.is_date(column.type):
-                columns.append(column.cast(pa.string()).cast(field.type))
-            elif pa.types.is_boolean(field.type) and not pa.types.is_boolean(column.type):
-                columns.append(column.cast(pa.int64()).cast(field.type))
-            else:
-                columns.append(column.cast(field.type))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 @contextmanager
