@@ -159,6 +159,18 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     return out[HOUSEHOLD_COLUMNS].sort_values("household_id").reset_index(drop=True)
 
 
+def _in_dept_order(name: str, rows: pa.Table, sql: str) -> pa.Table:
+    """`sql` run in DuckDB over `rows` (as table `name`) and dept_order (dept, rank: its place
+    in DEPT_ORDER), as Arrow."""
+    order = pa.table(
+        {"dept": pa.array(list(DEPT_ORDER)), "rank": pa.array(range(len(DEPT_ORDER)), pa.int64())}
+    )
+    with duckdb.connect() as duck:
+        duck.register(name, rows)
+        duck.register("dept_order", order)
+        return duck.sql(sql).to_arrow_table()
+
+
 def _seen(conn: Connection, as_of: date) -> pd.DataFrame:
     """Persons first seen on or before as_of, with the departments that hold them.
 
@@ -183,17 +195,13 @@ def _seen_rows(rows: pa.Table) -> pd.DataFrame:
     # Each department a bit (its place in DEPT_ORDER): one GROUP BY gives the smallest id and
     # the set of departments, named once per distinct set (a few hundred), not per person.
     # An ordered string_agg over 2.9M rows was 12 s of a city night's publication.
-    order = pa.table(
-        {"dept": pa.array(list(DEPT_ORDER)), "bit": pa.array(range(len(DEPT_ORDER)), pa.int64())}
+    people = _in_dept_order(
+        "seen",
+        rows,
+        "SELECT person_key, min(id_number) AS id_number, "
+        "bit_or(CAST(1 AS BIGINT) << rank) AS depts FROM seen JOIN dept_order USING (dept) "
+        "GROUP BY person_key ORDER BY person_key",
     )
-    with duckdb.connect() as duck:
-        duck.register("seen", rows)
-        duck.register("dept_order", order)
-        people = duck.sql(
-            "SELECT person_key, min(id_number) AS id_number, "
-            "bit_or(CAST(1 AS BIGINT) << bit) AS depts FROM seen JOIN dept_order USING (dept) "
-            "GROUP BY person_key ORDER BY person_key"
-        ).to_arrow_table()
     depts = people.column("depts").combine_chunks()
     sets = pc.unique(depts)
     names = pa.array(
@@ -213,20 +221,16 @@ def _seen_rows(rows: pa.Table) -> pd.DataFrame:
 def _seen_any_dept(rows: pa.Table) -> pd.DataFrame:
     """_seen when person_sources names a department outside DEPT_ORDER (never in a county's
     data): ordered after the known ones, by name."""
-    order = pa.table(
-        {"dept": pa.array(list(DEPT_ORDER)), "rank": pa.array(range(len(DEPT_ORDER)), pa.int64())}
+    people = _in_dept_order(
+        "seen",
+        rows,
+        "WITH depts AS (SELECT DISTINCT person_key, dept FROM seen) "
+        "SELECT i.person_key, i.id_number, d.sources FROM "
+        "(SELECT person_key, min(id_number) AS id_number FROM seen GROUP BY person_key) i "
+        "JOIN (SELECT person_key, string_agg(dept, ',' ORDER BY rank NULLS LAST, dept) "
+        "AS sources FROM depts LEFT JOIN dept_order USING (dept) GROUP BY person_key) d "
+        "USING (person_key) ORDER BY i.person_key",
     )
-    with duckdb.connect() as duck:
-        duck.register("seen", rows)
-        duck.register("dept_order", order)
-        people = duck.sql(
-            "WITH depts AS (SELECT DISTINCT person_key, dept FROM seen) "
-            "SELECT i.person_key, i.id_number, d.sources FROM "
-            "(SELECT person_key, min(id_number) AS id_number FROM seen GROUP BY person_key) i "
-            "JOIN (SELECT person_key, string_agg(dept, ',' ORDER BY rank NULLS LAST, dept) "
-            "AS sources FROM depts LEFT JOIN dept_order USING (dept) GROUP BY person_key) d "
-            "USING (person_key) ORDER BY i.person_key"
-        ).to_arrow_table()
     return pd.DataFrame(
         {
             c: pd.array(people.column(c), dtype="string")
@@ -285,17 +289,13 @@ def _first_names(conn: Connection, as_of: date) -> pd.Series:
             "dept": named.column("dept").cast(pa.string()),
         }
     )
-    order = pa.table(
-        {"dept": pa.array(list(DEPT_ORDER)), "rank": pa.array(range(len(DEPT_ORDER)), pa.int64())}
+    first = _in_dept_order(
+        "named",
+        frame,
+        "SELECT DISTINCT ON (person_key) person_key, name "
+        "FROM named JOIN dept_order USING (dept) "
+        "ORDER BY person_key, rank, dataset, name",
     )
-    with duckdb.connect() as duck:
-        duck.register("named", frame)
-        duck.register("dept_order", order)
-        first = duck.sql(
-            "SELECT DISTINCT ON (person_key) person_key, name "
-            "FROM named JOIN dept_order USING (dept) "
-            "ORDER BY person_key, rank, dataset, name"
-        ).to_arrow_table()
     return pd.Series(
         pd.array(first.column("name"), dtype="string[pyarrow]"),
         index=pd.Index(
