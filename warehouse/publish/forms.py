@@ -97,8 +97,8 @@ def prepare(
     order = [*tdef.sort, *(c.name for c in kept if c.name not in tdef.sort)]
     sort = [c for c in tdef.sort if c in prepared.columns]
     if sort and not prepared.duplicated(sort).any():
-        # Unique on its sort columns (a dataset's key, person_key): the other columns never
-        # break a tie, and sorting by them all was 5.6 s of a city night's publication.
+        # Unique on its sort columns (a dataset's key; person_profile's id and key): the
+        # others never break a tie, and sorting by them all was 5.6 s of a city night.
         order = sort
     return prepared.sort_values(order, kind="mergesort", na_position="last", ignore_index=True)
 

@@ -272,8 +272,9 @@ def write_publication(
                 .values(status="published")
             )
             conn.execute(update(publications).where(writing).values(status="abandoned"))
-        # Read in a transaction of its own that writes nothing: on SQLite the bulk reads then
-        # go through the fast read-only path (warehouse.bulk.fetch_arrow).
+        # Read in a transaction of its own that writes nothing: the bookkeeping above is
+        # committed, and no write lock is held while the tables are computed and written (on
+        # SQLite it would hold off every other writer, the portal's feedback among them).
         with engine.connect() as conn:
             needed: set[str] | None = None
             if tables is None:
@@ -422,7 +423,9 @@ def _prepared_parts(
         first = prepared(read)
         yield first
         rest = (every if needed is None else needed) & _PROFILES
-        later = prepared(collect(conn, as_of, datasets=rest, ledger=False)) if rest else {}
+        # the two profiles only: the alerts town_summary also reads came with the first part
+        profiles = {"person_profile", "household_profile"}
+        later = prepared(collect(conn, as_of, datasets=profiles, ledger=False)) if rest else {}
     both = {**first, **later}
     if {"household_profile", "person_profile", "alerts"} <= both.keys() and (
         "town_summary" not in both
