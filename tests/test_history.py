@@ -816,3 +816,19 @@ def test_roster_households_and_members_as_of(engine: Engine) -> None:
     assert pd.isna(then["id_number"].iloc[3])  # H2 has no members on the roster
     assert now["id_number"].tolist()[:2] == sorted([P1, P2]) and len(now) == 3
     assert set(now["head_person_key"][:2]) == {person_key(P1, SECRET)}
+
+
+def test_amounts_are_stored_as_the_doubles_nearest_their_cents(engine: Engine) -> None:
+    # Arrow's decimal128 -> float64 cast gave -23342.920000000002 for -23342.92, and the
+    # published CSV showed it; every amount read back must be the delivered one, to the bit.
+    amounts = [-23342.92, -87.07, 0.07, 1234567.89, 99999999.99, -0.01]
+    rows = [
+        {**jiesuan(f"S{i}", total=1000.0), "total_cost": a, "fund_paid": a, "self_burden": a}
+        for i, a in enumerate(amounts)
+    ]
+    merge(engine, "YB_JIESUAN", D1, delivery("YB_JIESUAN", D1, rows))
+    stored = {r["settlement_id"]: r for r in versions(engine, "YB_JIESUAN")}
+    for i, amount in enumerate(amounts):
+        got = stored[f"S{i}"]
+        assert (got["total_cost"], got["fund_paid"], got["self_burden"]) == (amount,) * 3
+        assert repr(got["fund_paid"]) == repr(amount)

@@ -7,6 +7,7 @@ without a new revision makes alembic's autogenerate comparison find a difference
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,36 @@ def test_a_generated_revision_migrates_sqlite_and_postgresql(
             finally:
                 engine.dispose()
     assert "h_mz_tekun" not in metadata.tables
+
+
+def test_amounts_stored_off_the_cent_are_rounded_by_revision_0010(warehouse_url: str) -> None:
+    # Before 0010's merge fix, -23342.92 was stored as -23342.920000000002 (module docstring of
+    # the revision); upgrading rounds what is stored and leaves every other column alone.
+    engine = connect(warehouse_url)
+    try:
+        upgrade(engine, "0009")
+        table = history_tables["YB_JIESUAN"]
+        row = {c.name: None for c in table.columns} | {
+            "settlement_id": "S1",
+            "settle_kind": "正常",
+            "row_hash": "h1",
+            "valid_from": date(2025, 3, 10),
+            "is_current": True,
+            "cancelled": False,
+            "delivery_id": "d1",
+            "source_file": "f.csv",
+            "source_row": 2,
+        }
+        off = {"total_cost": -23342.920000000002, "fund_paid": -87.07000000000001}
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [row | off | {"self_burden": 12.5}])
+        upgrade(engine)
+        with engine.connect() as conn:
+            # the driver's values: SQLAlchemy's Numeric would round them to the cent on reading
+            got = conn.exec_driver_sql(
+                f"SELECT total_cost, fund_paid, self_burden, row_hash FROM {table.name}"
+            ).one()
+        assert [repr(float(v)) for v in got[:3]] == ["-23342.92", "-87.07", "12.5"]
+        assert got[3] == "h1"
+    finally:
+        engine.dispose()

@@ -60,12 +60,12 @@ def _config() -> Config:
     return alembic_config()  # warehouse/migrations, plus revisions warehouse.migrate adds
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the warehouse schema to the newest revision (idempotent)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the warehouse schema to the newest revision (idempotent; tests name an older one)."""
     cfg = _config()
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:

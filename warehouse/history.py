@@ -364,8 +364,11 @@ def _diff(
             f"FROM cur WHERE FALSE"
         )
 
+    # Amounts to the cent, then to DOUBLE in DuckDB: its division gives the double nearest the
+    # decimal (-23342.92). Arrow's decimal128 -> float64 cast multiplies by a reciprocal and gave
+    # -23342.920000000002, which SQLite kept and the published CSV showed (migration 0010 mends).
     values = [
-        f"CAST(i.{_q(c.name)} AS DECIMAL(14, 2)) AS {_q(c.name)}"
+        f"CAST(CAST(i.{_q(c.name)} AS DECIMAL(14, 2)) AS DOUBLE) AS {_q(c.name)}"
         if c.type == "decimal"
         else f"i.{_q(c.name)}"
         for c in contract.columns
