@@ -3,7 +3,8 @@
     Arrow ─ load_arrow ─▶ table      PostgreSQL: COPY ... FROM STDIN (CSV written by Arrow)
                                      SQLite:     one executemany
     table ─ fetch_arrow ─▶ Arrow     PostgreSQL: COPY (SELECT ...) TO STDOUT, parsed by Arrow
-                                     SQLite:     one fetchall, converted column by column
+                                     SQLite:     its rows as JSON lines, built by SQLite
+                                                 (json_object, group_concat), parsed by Arrow
     staging(...)                     a temporary table, loaded as above, dropped afterwards
 
 On PostgreSQL COPY loads 233k-275k rows/s (bench/bench_merge.py, 1M history rows) where
@@ -18,14 +19,31 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, Table, text
-from sqlalchemy.sql import Executable
+import pyarrow.json as pajson
+from sqlalchemy import (
+    Column,
+    Connection,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Select,
+    Table,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
 
 _COPY_BATCH_ROWS = 100_000
+# Rows per SQLite page of JSON lines: one page is one value, and SQLite's values stop at 1e9
+# bytes (SQLITE_MAX_LENGTH); a history row is 300-400 bytes of JSON.
+_SQLITE_PAGE_ROWS = 500_000
 _SQLITE_CACHE_BYTES = 256 * 2**20
 
 
@@ -98,18 +116,84 @@ def _literal_sql(conn: Connection, statement: Executable) -> str:
     )
 
 
-def _arrow_column(values: np.ndarray, kind: pa.DataType) -> pa.Array:
-    if pa.types.is_date(kind):
-        return pa.array(values, pa.string()).cast(kind)
+def _json_type(kind: pa.DataType) -> pa.DataType:
+    """How a column reads from SQLite's JSON: integers and text as they are; dates (ISO text)
+    and floats (`_json_value`) as text, flags (0/1) as integers, cast to their type after."""
     if pa.types.is_boolean(kind):
-        return pa.array(values, pa.int64()).cast(kind)
-    return pa.array(values, kind)
+        return pa.int64()
+    if pa.types.is_integer(kind) or pa.types.is_string(kind):
+        return kind
+    return pa.string()
+
+
+def _json_value(column: ColumnElement[Any], kind: pa.DataType) -> ColumnElement[Any]:
+    """A float as text with 17 significant digits, which name one double exactly (SQLite's
+    JSON writes 15: 87.07000000000001 would come back as 87.07)."""
+    if not pa.types.is_floating(kind):
+        return column
+    return case((column.is_(None), None), else_=func.printf(literal_column("'%!.17g'"), column))
+
+
+def _sqlite_pages(statement: Select[Any], schema: pa.Schema, limit: int) -> Iterator[Select[Any]]:
+    """The statement's rows as pages of JSON lines, one row per line, keys '0', '1', ... by
+    position: `SELECT count(*), CAST(group_concat(json_object(...), char(10)) AS BLOB)` over
+    `limit` rows from an offset. SQLite builds the text in C; Python sees one value a page."""
+    rows = statement.subquery("rows")
+    pairs = [
+        part
+        for i, (c, f) in enumerate(zip(rows.c, schema, strict=True))
+        for part in (literal_column(f"'{i}'"), _json_value(c, f.type))
+    ]
+    offset = 0
+    while True:
+        page = (
+            select(func.json_object(*pairs).label("j"))
+            .select_from(rows)
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
+        yield select(
+            func.count(), cast(func.group_concat(page.c.j, literal_column("char(10)")), LargeBinary)
+        )
+        offset += limit
+
+
+def _sqlite_arrow(conn: Connection, statement: Select[Any], schema: pa.Schema) -> pa.Table:
+    """fetch_arrow on SQLite. Python's sqlite3 makes a Python object of every value (4.4 s for
+    a 0.7M-row, 19-column history read on the city); SQLite's own JSON functions and Arrow's
+    JSON reader take 2 s for the same rows, in the same connection and transaction (a second
+    copy of SQLite in the process, as ADBC's driver links, is not safe: docs/scaling.md).
+
+    Exact for what the warehouse holds: text, integers, flags and ISO dates as stored, and
+    REALs through 17 significant digits (SQLite 3.40's printf works in long double: every one
+    of 0.9M random doubles below 1e100 came back the same; larger ones may differ in the last
+    place, and no amount is near that)."""
+    read = pa.schema([pa.field(str(i), _json_type(f.type)) for i, f in enumerate(schema)])
+    options = pajson.ParseOptions(explicit_schema=read, unexpected_field_behavior="error")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    tables: list[pa.Table] = []
+    try:
+        for page in _sqlite_pages(statement, schema, _SQLITE_PAGE_ROWS):
+            count, lines = cursor.execute(_literal_sql(conn, page)).fetchone()
+            if count:
+                tables.append(pajson.read_json(pa.BufferReader(lines), parse_options=options))
+            if count < _SQLITE_PAGE_ROWS:
+                break
+    finally:
+        cursor.close()
+    if not tables:
+        return schema.empty_table()
+    rows = pa.concat_tables(tables)
+    return pa.Table.from_arrays(
+        [rows.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
+    )
 
 
 def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> pa.Table:
     """Run a SELECT and return its rows as Arrow, typed by `schema` (names in select order)."""
-    sql = _literal_sql(conn, statement)
     if is_postgres(conn):
+        sql = _literal_sql(conn, statement)
         driver = conn.connection.driver_connection
         chunks: list[bytes] = []
         with (
@@ -134,19 +218,9 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
                 quoted_strings_can_be_null=False,
             ),
         ).cast(schema)
-    # The driver's own cursor: SQLAlchemy's result processing would double the time for 1M rows.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        rows = cursor.execute(sql).fetchall()
-    finally:
-        cursor.close()
-    if not rows:
-        return schema.empty_table()
-    matrix = np.array(rows, dtype=object).reshape(len(rows), len(schema))  # C-level transpose
-    return pa.Table.from_arrays(
-        [_arrow_column(matrix[:, i], field.type) for i, field in enumerate(schema)],
-        schema=schema,
-    )
+    if not isinstance(statement, Select):
+        raise TypeError("fetch_arrow on SQLite reads a SELECT (sqlalchemy.select)")
+    return _sqlite_arrow(conn, statement, schema)
 
 
 @contextmanager
