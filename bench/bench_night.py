@@ -226,7 +226,7 @@ def print_night(backend: str, n: Night) -> None:
     stages = "  ".join(
         f"{k} {v:.1f}s"
         for k, v in sorted(n.stages.items(), key=lambda kv: -kv[1])
-        if k in ("intake", "raise_alerts", "mirror_to_lake", "publish") or v >= 1
+        if k in ("intake", "raise_alerts", "mirror_history", "mirror_to_lake", "publish") or v >= 1
     )
     print(
         f"{backend:10} {n.label:22} exit {n.exit_code}  rows in {n.rows_in:>9,}  "

@@ -7,9 +7,11 @@ configuration, artifacts and state message beside the tasks they describe; the w
       discover_deliveries             one task: what the landing area holds for the date
       take_in_dataset × N             one task per dataset, concurrent: read, validate, gate,
                                       record, merge into history (each delivery atomic)
+      mirror_history                  the merged history, ledger, identity as Parquet in the
+                                      lake, concurrent with the next two
       raise_alerts                    every rule of rules.md as of the date; lifecycle
       check_freshness                 expected deliveries: on time, late, missing, failed
-      mirror_to_lake                  history, ledger, identity, alerts as Parquet in the lake
+      mirror_to_lake                  alerts and freshness as Parquet in the lake
       publish                         every consumer's files (and PostgreSQL schemas)
       build_reports                   周报/月报 when a week or month closes on the date
     all under the warehouse's writer lock; then artifacts and notifications.
@@ -329,19 +331,31 @@ def check_freshness_task(config: RunConfig, exchange_date: date) -> list[dict[st
     return judged[list(FRESHNESS_SHOWN)].astype(str).to_dict("records")
 
 
-@task(name="mirror_to_lake", cache_policy=NO_CACHE)
-def mirror_task(config: RunConfig, datasets: list[str], alerts_from: date) -> int:
-    """Mirror tonight's history, the ledger, identity and alerts into the lake as Parquet:
-    what the night changed (the datasets it merged, the alert dates from `alerts_from`)."""
+@task(name="mirror_history", cache_policy=NO_CACHE)
+def mirror_history_task(config: RunConfig, datasets: list[str]) -> int:
+    """Mirror what the intake wrote into the lake as Parquet: the history of the datasets it
+    merged, the ledger and identity. Runs while the alerts are raised: it reads only what
+    the intake committed, and its reads (SQLite's C, Arrow) and Parquet writes leave the
+    interpreter to the alerts (issue 13: 14 s of a city's ordinary night)."""
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         with engine.connect() as conn:
             return mirror_to_lake(
-                conn,
-                Path(config.lake),
-                mirror_tables(datasets),
-                merged=datasets,
-                alerts_from=alerts_from,
+                conn, Path(config.lake), mirror_tables(datasets, "intake"), merged=datasets
+            )
+    finally:
+        engine.dispose()
+
+
+@task(name="mirror_to_lake", cache_policy=NO_CACHE)
+def mirror_task(config: RunConfig, alerts_from: date) -> int:
+    """Mirror the alerts and freshness into the lake as Parquet (the alert dates from
+    `alerts_from`), after the steps that write them."""
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        with engine.connect() as conn:
+            return mirror_to_lake(
+                conn, Path(config.lake), mirror_tables(part="derived"), alerts_from=alerts_from
             )
     finally:
         engine.dispose()
@@ -512,11 +526,35 @@ def nightly(
     return cast(NightResult, completed(result, night_marks([result])))
 
 
+def _alerts_and_freshness(
+    config: RunConfig, exchange_date: date, rebuilt: date | None
+) -> tuple[AlertSummary, pd.DataFrame, dict[Any, int]]:
+    """Raise the night's alerts, then judge freshness (what the deliveries step leaves)."""
+    alerts = raise_alerts_task(config, exchange_date, rebuilt)
+    progress(
+        "预警：未结 %d，新增 %d，重新打开 %d，解除 %d",
+        alerts.open,
+        alerts.new,
+        alerts.reopened,
+        alerts.resolved,
+    )
+    judged = cast(list[dict[str, str]], check_freshness_task(config, exchange_date))
+    fresh = pd.DataFrame(judged, columns=list(FRESHNESS_SHOWN))
+    states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
+    progress(
+        "应报交付：%s",
+        "，".join(f"{label('freshness', k)} {v}" for k, v in sorted(states.items()))
+        or "今日无应报",
+    )
+    return alerts, fresh, states
+
+
 def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> NightResult:
     """The body of the nightly flow for one date (also run by backfills, inside their flow).
 
-    Holds the warehouse's writer lock throughout: take in → alerts → freshness → publication →
-    reports. Notifications go out after the lock is released.
+    Holds the warehouse's writer lock throughout: take in → alerts → freshness (the lake
+    mirror of what the intake wrote meanwhile) → mirror of the alerts → publication → reports.
+    Notifications go out after the lock is released.
     """
     logger = get_run_logger()
     engine = connect(config.warehouse_url.get_secret_value())
@@ -532,23 +570,13 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             merged = sorted({s.dataset for s in summaries if s.status == "loaded"})
             progress("合并入历史：%d 个数据集（%s）", len(merged), _statuses(summaries))
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
-            alerts = raise_alerts_task(config, exchange_date, rebuilt)
-            progress(
-                "预警：未结 %d，新增 %d，重新打开 %d，解除 %d",
-                alerts.open,
-                alerts.new,
-                alerts.reopened,
-                alerts.resolved,
-            )
-            judged = cast(list[dict[str, str]], check_freshness_task(config, exchange_date))
-            fresh = pd.DataFrame(judged, columns=list(FRESHNESS_SHOWN))
-            states = fresh["state"].value_counts().to_dict() if len(fresh) else {}
-            progress(
-                "应报交付：%s",
-                "，".join(f"{label('freshness', k)} {v}" for k, v in sorted(states.items()))
-                or "今日无应报",
-            )
-            mirror_task(config, merged, min(rebuilt or exchange_date, exchange_date))
+            mirrored = mirror_history_task.submit(config, merged)
+            try:
+                alerts, fresh, states = _alerts_and_freshness(config, exchange_date, rebuilt)
+            finally:
+                mirrored.wait()  # never leave the lock with the mirror still writing
+            mirrored.result()
+            mirror_task(config, min(rebuilt or exchange_date, exchange_date))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
             publication = publish_task(config, as_of, kind)

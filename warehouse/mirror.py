@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,18 +44,12 @@ from warehouse.tables import deliveries, history_merges, history_tables, person_
 from warehouse.tables_alerts import alert_days, alert_feedback, alert_runs, alerts
 from warehouse.tables_ops import freshness
 
-# Tables that change every night whatever was delivered (ledger, identity, alerts, freshness).
-NIGHTLY_TABLES: tuple[Table, ...] = (
-    deliveries,
-    rejects,
-    history_merges,
-    person_sources,
-    alerts,
-    alert_days,
-    alert_runs,
-    alert_feedback,
-    freshness,
-)
+# Tables that change every night whatever was delivered: those the intake writes (the ledger,
+# identity) and those the steps after it write (alerts, freshness). A night mirrors the first
+# part, with the history it merged, while its alerts are raised (flows.nightly).
+INTAKE_TABLES: tuple[Table, ...] = (deliveries, rejects, history_merges, person_sources)
+DERIVED_TABLES: tuple[Table, ...] = (alerts, alert_days, alert_runs, alert_feedback, freshness)
+NIGHTLY_TABLES: tuple[Table, ...] = INTAKE_TABLES + DERIVED_TABLES
 
 
 def _arrow_type(kind: TypeEngine[Any]) -> pa.DataType:
@@ -82,9 +76,17 @@ def _order(table: Table) -> list[Any]:
     return keys
 
 
-def mirror_tables(datasets: Iterable[str] = ()) -> list[Table]:
-    """The tables to mirror after a night that merged `datasets` (all history when None)."""
-    return [*(history_tables[d] for d in sorted(set(datasets))), *NIGHTLY_TABLES]
+def mirror_tables(
+    datasets: Iterable[str] = (), part: Literal["all", "intake", "derived"] = "all"
+) -> list[Table]:
+    """The tables to mirror after a night that merged `datasets`: all of them, or the part
+    the intake wrote (their history, INTAKE_TABLES) or the part written after it."""
+    history = [history_tables[d] for d in sorted(set(datasets))]
+    if part == "intake":
+        return [*history, *INTAKE_TABLES]
+    if part == "derived":
+        return list(DERIVED_TABLES)
+    return [*history, *NIGHTLY_TABLES]
 
 
 # Tables mirrored one file per value of a column (see the module docstring).
