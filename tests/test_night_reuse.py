@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select
 
 from datashare.synth import build_county, write_night
 from expectations.contract import load_common, load_contracts
-from tasks.alerts import department_facts, facts_read_once, lifecycle, raise_alerts
+from tasks.alerts import department_facts, facts_read_once, lifecycle, name_keys, raise_alerts
 from tasks.intake import IntakeOptions, intake_delivery
 from tasks.landing import FsspecLanding
 from warehouse.db import connect, upgrade
@@ -98,3 +98,18 @@ def test_a_rerun_with_nothing_new_keeps_the_findings_and_the_same_alerts(
 
 def _rows(conn: Connection, table: Table) -> list[tuple[object, ...]]:
     return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]
+
+
+def test_within_a_night_the_name_pairs_are_read_once_beside_the_facts(engine: Engine) -> None:
+    # DQ-01 (the alerts) and person_profile (the publication) both go through name_keys.
+    with engine.connect() as conn:
+        assert name_keys(conn, AS_OF) is not name_keys(conn, AS_OF)  # no scope
+    with facts_read_once():
+        with engine.connect() as conn:
+            pairs = name_keys(conn, AS_OF)
+            facts = department_facts(conn, AS_OF)
+            assert name_keys(conn, AS_OF) is pairs  # the facts did not push the pairs out
+            assert department_facts(conn, AS_OF) is facts
+        _merge(engine, AS_OF)
+        with engine.connect() as conn:
+            assert name_keys(conn, AS_OF) is not pairs

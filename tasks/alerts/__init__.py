@@ -38,6 +38,7 @@ The package, by concern (this module re-exports the names other modules and test
     findings    shaping a rule's hits into findings (household_findings, person_findings)
     rules       one function per declared rule (@implements), except DQ-01
     names       id/name matching across departments and DQ-01
+    reading     what a night reads once (facts_read_once, read_once)
     evaluate    evaluate_rules: every declared rule, checked against its declaration
     lifecycle   alert_days, alert_runs, feedback and the alerts table (raise_alerts)
 """
@@ -46,7 +47,6 @@ from tasks.alerts.evaluate import (
     alert_ids,
     department_facts,
     evaluate_rules,
-    facts_read_once,
     load_department_facts,
 )
 from tasks.alerts.facts import (
@@ -80,6 +80,7 @@ from tasks.alerts.lifecycle import (
 )
 from tasks.alerts.names import id_names, name_keys, normalise_names
 from tasks.alerts.params import DIVISIONS, RULE_PARAMS, RuleParams, load_rule_params
+from tasks.alerts.reading import facts_read_once, read_once
 from tasks.alerts.rules import RuleInput
 
 __all__ = [
@@ -116,6 +117,7 @@ __all__ = [
     "raise_alerts",
     "read_current",
     "read_feedback",
+    "read_once",
     "rebuild_alerts",
     "sources",
     "with_status",

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from domain.alert_rules import Rule, declared_rules, function_of
 from expectations.release import release_digest
 from tasks.alerts import names, rules  # noqa: F401  (their @implements bind the rule functions)
 from tasks.alerts.facts import FINDING_COLUMNS, Facts, load_facts, read_current
 from tasks.alerts.params import RuleParams
+from tasks.alerts.reading import _warehouse_state, read_once
 from tasks.alerts.rules import RuleInput, _latest_assessment, _on_dibao
-from warehouse.tables import deliveries, history_merges
 
 # --- evaluate -------------------------------------------------------------------------------------
 
@@ -114,56 +110,6 @@ def load_department_facts(conn: Connection, facts: Facts) -> Facts:
     return facts
 
 
-# --- the facts of a night, read once --------------------------------------------------------------
-
-
-@dataclass
-class _Reading:
-    depth: int = 0
-    key: tuple[str, date, str] | None = None
-    facts: Facts | None = None
-
-
-_reading = _Reading()
-_reading_lock = threading.Lock()
-
-
-@contextmanager
-def facts_read_once() -> Iterator[None]:
-    """Within it, `department_facts` reads the warehouse once per state: a night's alerts and
-    its two profiles share one reading instead of three (issue 13). The state is the ledger
-    (every delivery's status and bytes, every merge into history): history is written only by
-    merges, so an equal ledger means equal facts. Outside it, every call reads."""
-    with _reading_lock:
-        _reading.depth += 1
-    try:
-        yield
-    finally:
-        with _reading_lock:
-            _reading.depth -= 1
-            if not _reading.depth:
-                _reading.key = _reading.facts = None
-
-
-def _warehouse_state(conn: Connection, upto: date | None = None) -> str:
-    """A digest of the ledger (up to an exchange date): every delivery's status and bytes and
-    every merge into history. History as of a date is written only by the merges of that date
-    and before (a late delivery undoes and redoes them), so an equal ledger up to a date means
-    equal history as of it."""
-    d, m = deliveries.c, history_merges.c
-    ledger = select(d.delivery_id, d.status, d.sha256, d.exchange_date).order_by(d.delivery_id)
-    merges = select(history_merges).order_by(m.dataset, m.exchange_date)
-    if upto is not None:
-        ledger = ledger.where(d.exchange_date <= upto)
-        merges = merges.where(m.exchange_date <= upto)
-    digest = hashlib.sha256()
-    for query in (ledger, merges):
-        for row in conn.execute(query):
-            digest.update(repr(tuple(row)).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def findings_inputs(conn: Connection, as_of: date, params: RuleParams) -> str:
     """What the findings of a date are computed from: the ledger up to the date (history as
     of it), the rule parameters and the release (the software, contracts and reference data).
@@ -177,17 +123,9 @@ def findings_inputs(conn: Connection, as_of: date, params: RuleParams) -> str:
 def department_facts(conn: Connection, as_of: date) -> Facts:
     """load_facts with the departments' data (load_department_facts): what the rules and the
     profiles read; read once per state of the warehouse within `facts_read_once`."""
-    if not _reading.depth:
-        return load_department_facts(conn, load_facts(conn, as_of))
-    key = (conn.engine.url.render_as_string(), as_of, _warehouse_state(conn))
-    with _reading_lock:
-        if _reading.key == key and _reading.facts is not None:
-            return _reading.facts
-    facts = load_department_facts(conn, load_facts(conn, as_of))
-    with _reading_lock:
-        if _reading.depth:
-            _reading.key, _reading.facts = key, facts
-    return facts
+    return read_once(
+        "facts", conn, as_of, lambda: load_department_facts(conn, load_facts(conn, as_of))
+    )
 
 
 def evaluate_rules(conn: Connection, as_of: date, params: RuleParams) -> pd.DataFrame:

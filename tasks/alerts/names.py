@@ -18,6 +18,7 @@ from domain.alert_rules import implements
 from expectations.contract import get_contract, load_contracts
 from tasks.alerts.facts import DEPT_ORDER, FINDING_COLUMNS, read_current
 from tasks.alerts.findings import _text, person_findings, sources
+from tasks.alerts.reading import read_once
 from tasks.alerts.rules import RuleInput
 from warehouse.bulk import staging
 from warehouse.history import rows_as_of
@@ -118,8 +119,13 @@ def name_keys(conn: Connection, as_of: date) -> pa.Table:
 
     Columns dataset, dept, lead (the row's first key column, as text: how DQ-01 finds the
     rows again through the primary key), person_key, name. Rows without a person_key are
-    left out; rows without a name are kept (id_names keeps them).
+    left out; rows without a name are kept (id_names keeps them). Read once a night for
+    DQ-01 and person_profile (`read_once`: 3.1M rows of sixteen tables on a city).
     """
+    return read_once("name_keys", conn, as_of, lambda: _read_name_keys(conn, as_of))
+
+
+def _read_name_keys(conn: Connection, as_of: date) -> pa.Table:
     parts = []
     for dataset, dept, id_col, name_col in _name_pairs():
         table = history_tables[dataset]
