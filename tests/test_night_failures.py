@@ -204,3 +204,36 @@ def test_a_night_with_only_the_roster_delivered_on_every_kind_of_day(
         assert "以下部门尚未报送" in html and "ZJ_FANGWU" in html
         assert (reports / name).with_suffix(".xlsx").stat().st_size > 0
     assert "未生成" not in _messages(hook)
+
+
+@pytest.mark.parametrize("failing", ["mirror", "alerts"])
+def test_the_mirror_beside_the_alerts_fails_the_night_and_is_waited_for(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # The lake mirror of the intake's tables runs while the alerts are raised (issue 13). Its
+    # failure fails the night before anything is published; when the alerts fail, the night
+    # fails too and the mirror beside them has finished its work.
+    write_night(build_county(7, 30), Path(str(env.landing)), DAY, defects=False)
+    real_mirror, real_alerts = flows.nightly.mirror_to_lake, flows.nightly.raise_alerts
+    finished: list[str] = []
+
+    def mirror(conn: Any, lake_root: Path, tables: Any, **kw: Any) -> int:
+        names = [t.name for t in tables]
+        if failing == "mirror" and "deliveries" in names:
+            raise OSError(f"lake full while writing {ID_LIKE}")
+        rows = real_mirror(conn, lake_root, tables, **kw)
+        finished.append("history" if "deliveries" in names else "derived")
+        return rows
+
+    def alerts(conn: Any, *a: Any, **kw: Any) -> Any:
+        if failing == "alerts":
+            raise RuntimeError("a rule broke")
+        return real_alerts(conn, *a, **kw)
+
+    monkeypatch.setattr(flows.nightly, "mirror_to_lake", mirror)
+    monkeypatch.setattr(flows.nightly, "raise_alerts", alerts)
+    expected = OSError if failing == "mirror" else RuntimeError
+    with pytest.raises(expected):
+        run_nightly(DAY, env)
+    assert _table(env, select(func.count()).select_from(publications)).iloc[0, 0] == 0
+    assert finished == ([] if failing == "mirror" else ["history"])
