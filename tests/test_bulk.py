@@ -4,6 +4,7 @@ pages, in the caller's transaction."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -192,3 +193,25 @@ def test_it_reads_the_callers_transaction_and_duplicate_names(engine: Engine) ->
 def test_it_reads_only_selects(engine: Engine) -> None:
     with engine.connect() as conn, pytest.raises(TypeError):
         fetch_arrow(conn, text("SELECT 1"), pa.schema([("a", pa.int64())]))
+
+
+def test_a_page_over_sqlites_limit_on_one_value_is_read_in_halves(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite refuses a value over its length limit (1e9 bytes by default); rows wider than
+    # 2 kB would pass it at 500k rows a page. Here the limit is lowered to 3,000 bytes.
+    rows = [{"k": i, "t": "字" * 40, "n": i, "x": i / 4, "d": None, "b": True} for i in range(90)]
+    _put(engine, rows)
+    monkeypatch.setattr(bulk, "_SQLITE_PAGE_ROWS", 64)
+    statement = select(ROWS).order_by(ROWS.c.k)
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        before = driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3_000)  # type: ignore[union-attr]
+        try:
+            got = fetch_arrow(conn, statement, SCHEMA)
+            with pytest.raises(sqlite3.DataError):  # one row alone over the limit still fails
+                driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100)  # type: ignore[union-attr]
+                fetch_arrow(conn, statement, SCHEMA)
+        finally:
+            driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, before)  # type: ignore[union-attr]
+    assert got.to_pylist() == _driver_rows(engine, statement)

@@ -15,6 +15,7 @@ sides agree on (ISO dates, `12.50`, true/false). Nothing here knows about datase
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -134,29 +135,26 @@ def _json_value(column: ColumnElement[Any], kind: pa.DataType) -> ColumnElement[
     return case((column.is_(None), None), else_=func.printf(literal_column("'%!.17g'"), column))
 
 
-def _sqlite_pages(statement: Select[Any], schema: pa.Schema, limit: int) -> Iterator[Select[Any]]:
-    """The statement's rows as pages of JSON lines, one row per line, keys '0', '1', ... by
-    position: `SELECT count(*), CAST(group_concat(json_object(...), char(10)) AS BLOB)` over
-    `limit` rows from an offset. SQLite builds the text in C; Python sees one value a page."""
+def _sqlite_page(statement: Select[Any], schema: pa.Schema, offset: int, limit: int) -> Select[Any]:
+    """`limit` of the statement's rows from `offset` as one value of JSON lines, one row a line,
+    keys '0', '1', ... by position: `SELECT count(*), CAST(group_concat(json_object(...),
+    char(10)) AS BLOB)`. SQLite builds the text in C; Python sees one value a page."""
     rows = statement.subquery("rows")
     pairs = [
         part
         for i, (c, f) in enumerate(zip(rows.c, schema, strict=True))
         for part in (literal_column(f"'{i}'"), _json_value(c, f.type))
     ]
-    offset = 0
-    while True:
-        page = (
-            select(func.json_object(*pairs).label("j"))
-            .select_from(rows)
-            .limit(limit)
-            .offset(offset)
-            .subquery("page")
-        )
-        yield select(
-            func.count(), cast(func.group_concat(page.c.j, literal_column("char(10)")), LargeBinary)
-        )
-        offset += limit
+    page = (
+        select(func.json_object(*pairs).label("j"))
+        .select_from(rows)
+        .limit(limit)
+        .offset(offset)
+        .subquery("page")
+    )
+    return select(
+        func.count(), cast(func.group_concat(page.c.j, literal_column("char(10)")), LargeBinary)
+    )
 
 
 def _sqlite_arrow(conn: Connection, statement: Select[Any], schema: pa.Schema) -> pa.Table:
@@ -168,18 +166,28 @@ def _sqlite_arrow(conn: Connection, statement: Select[Any], schema: pa.Schema) -
     Exact for what the warehouse holds: text, integers, flags and ISO dates as stored, and
     REALs through 17 significant digits (SQLite 3.40's printf works in long double: every one
     of 0.9M random doubles below 1e100 came back the same; larger ones may differ in the last
-    place, and no amount is near that)."""
+    place, and no amount is near that). A page whose text would pass SQLite's limit on one
+    value (1e9 bytes: rows wider than 2 kB) is read again in halves."""
     read = pa.schema([pa.field(str(i), _json_type(f.type)) for i, f in enumerate(schema)])
     options = pajson.ParseOptions(explicit_schema=read, unexpected_field_behavior="error")
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     tables: list[pa.Table] = []
+    offset, limit = 0, _SQLITE_PAGE_ROWS
     try:
-        for page in _sqlite_pages(statement, schema, _SQLITE_PAGE_ROWS):
-            count, lines = cursor.execute(_literal_sql(conn, page)).fetchone()
+        while True:
+            page = _literal_sql(conn, _sqlite_page(statement, schema, offset, limit))
+            try:
+                count, lines = cursor.execute(page).fetchone()
+            except sqlite3.DataError:  # SQLITE_TOOBIG: "string or blob too big"
+                if limit == 1:
+                    raise
+                limit //= 2
+                continue
             if count:
                 tables.append(pajson.read_json(pa.BufferReader(lines), parse_options=options))
-            if count < _SQLITE_PAGE_ROWS:
+            if count < limit:
                 break
+            offset += limit
     finally:
         cursor.close()
     if not tables:
