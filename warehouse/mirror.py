@@ -1,7 +1,9 @@
 """The lake mirrors the warehouse: every table the published dataset is built from, as Parquet.
 
-    mirror_to_lake(conn, lake_root, datasets)   after a night: the history tables of the datasets
+    mirror_to_lake(conn, lake_root, tables)     after a night: the history tables of the datasets
                                                 merged tonight, the ledger, identity and alerts
+    mirror_tables(datasets, part)               which: all, or the part the intake wrote (the
+                                                night mirrors it beside the alerts) or the rest
     restore_from_lake(conn, lake_root)          an empty warehouse (at the newest revision) from
                                                 the mirror alone; publishing from it gives the
                                                 same files (tests/test_mirror.py)

@@ -16,7 +16,7 @@ from expectations.release import release_digest
 from tasks.alerts import names, rules  # noqa: F401  (their @implements bind the rule functions)
 from tasks.alerts.facts import FINDING_COLUMNS, Facts, load_facts, read_current
 from tasks.alerts.params import RuleParams
-from tasks.alerts.reading import _warehouse_state, read_once
+from tasks.alerts.reading import read_once, warehouse_state
 from tasks.alerts.rules import RuleInput, _latest_assessment, _on_dibao
 
 # --- evaluate -------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def findings_inputs(conn: Connection, as_of: date, params: RuleParams) -> str:
     of it), the rule parameters and the release (the software, contracts and reference data).
     Equal on a re-run, the findings are those already kept."""
     payload = "|".join(
-        [as_of.isoformat(), _warehouse_state(conn, as_of), repr(params), release_digest()]
+        [as_of.isoformat(), warehouse_state(conn, as_of), repr(params), release_digest()]
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -57,7 +57,7 @@ def read_once(what: str, conn: Connection, as_of: date, load: Callable[[], T]) -
     reading kept per `what`: the newest)."""
     if not _reading.depth:
         return load()
-    key = (conn.engine.url.render_as_string(), as_of, _warehouse_state(conn))
+    key = (conn.engine.url.render_as_string(), as_of, warehouse_state(conn))
     with _reading_lock:
         kept = _reading.kept.get(what)
         if kept is not None and kept[0] == key:
@@ -69,7 +69,7 @@ def read_once(what: str, conn: Connection, as_of: date, load: Callable[[], T]) -
     return value
 
 
-def _warehouse_state(conn: Connection, upto: date | None = None) -> str:
+def warehouse_state(conn: Connection, upto: date | None = None) -> str:
     """A digest of the ledger (up to an exchange date): every delivery's status and bytes and
     every merge into history. History as of a date is written only by the merges of that date
     and before (a late delivery undoes and redoes them), so an equal ledger up to a date means
