@@ -1,10 +1,13 @@
-"""fetch_arrow on SQLite (JSON lines built by SQLite, parsed by Arrow) against the driver's own
-rows: every value the warehouse can hold comes back the same, in the statement's order, over
-pages, in the caller's transaction."""
+"""fetch_arrow on SQLite against the driver's own rows, by both of its ways: the ADBC driver in a
+reader process (warehouse.sqlite_reads) and JSON lines built by SQLite and parsed by Arrow in the
+caller's connection. Every value the warehouse can hold comes back the same, in the statement's
+order, over pages; the caller's own uncommitted writes and temporary tables are read by the
+caller; readers beside writers leave the database whole."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -29,8 +32,8 @@ from sqlalchemy import (
     text,
 )
 
-from warehouse import bulk
-from warehouse.bulk import fetch_arrow
+from warehouse import bulk, sqlite_reads
+from warehouse.bulk import _literal_sql, fetch_arrow
 from warehouse.db import connect
 
 META = MetaData()
@@ -140,10 +143,15 @@ def test_every_value_comes_back_as_the_driver_reads_it(
         select(ROWS).order_by(ROWS.c.k.desc()),
         select(ROWS).where(ROWS.c.n.is_not(None)).order_by(ROWS.c.t, ROWS.c.k),
     ):
+        expected = _driver_rows(engine, statement)
         with engine.connect() as conn:
+            by_reader = sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA)
+            in_process = bulk._sqlite_arrow(conn, statement, SCHEMA)
             got = fetch_arrow(conn, statement, SCHEMA)
-        assert got.schema == SCHEMA
-        assert got.to_pylist() == _driver_rows(engine, statement)
+        assert by_reader is not None  # committed rows of a file: the reader process reads them
+        for table in (by_reader, in_process, got):
+            assert table.schema == SCHEMA
+            assert table.to_pylist() == expected
 
 
 def test_amounts_come_back_to_the_bit(engine: Engine) -> None:
@@ -156,13 +164,18 @@ def test_amounts_come_back_to_the_bit(engine: Engine) -> None:
             for i, v in enumerate(values)
         ],
     )
+    statement = select(ROWS.c.x).order_by(ROWS.c.k)
+    schema = pa.schema([("x", pa.float64())])
     with engine.connect() as conn:
-        got = fetch_arrow(
-            conn, select(ROWS.c.x).order_by(ROWS.c.k), pa.schema([("x", pa.float64())])
-        )
-    assert [repr(v) for v in got["x"].to_pylist()] == [
-        repr(abs(v) if v == 0 else v) for v in values
-    ]
+        both = [
+            sqlite_reads.read(conn, _literal_sql(conn, statement), schema),
+            bulk._sqlite_arrow(conn, statement, schema),
+        ]
+    for got in both:
+        assert got is not None
+        assert [repr(v) for v in got["x"].to_pylist()] == [
+            repr(abs(v) if v == 0 else v) for v in values
+        ]
 
 
 def test_it_reads_the_callers_transaction_and_duplicate_names(engine: Engine) -> None:
@@ -180,6 +193,8 @@ def test_it_reads_the_callers_transaction_and_duplicate_names(engine: Engine) ->
             [{"k": 1, "n": 2, "t": "一"}, {"k": 2, "n": 1, "t": "二"}, {"k": 3, "n": 9, "t": "三"}],
         )
         got = fetch_arrow(conn, statement, schema)  # not yet committed
+        # a reader process would not see them: the caller reads its own writes
+        assert sqlite_reads.read(conn, _literal_sql(conn, statement), schema) is None
         assert (
             fetch_arrow(
                 conn, select(ROWS.c.k).where(text("0")), pa.schema([("k", pa.int64())])
@@ -208,10 +223,144 @@ def test_a_page_over_sqlites_limit_on_one_value_is_read_in_halves(
         driver = conn.connection.driver_connection
         before = driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 3_000)  # type: ignore[union-attr]
         try:
-            got = fetch_arrow(conn, statement, SCHEMA)
+            got = bulk._sqlite_arrow(conn, statement, SCHEMA)  # the in-process way
             with pytest.raises(sqlite3.DataError):  # one row alone over the limit still fails
                 driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100)  # type: ignore[union-attr]
-                fetch_arrow(conn, statement, SCHEMA)
+                bulk._sqlite_arrow(conn, statement, SCHEMA)
         finally:
             driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, before)  # type: ignore[union-attr]
     assert got.to_pylist() == _driver_rows(engine, statement)
+
+
+def test_a_temporary_table_or_a_database_in_memory_is_read_by_the_caller(engine: Engine) -> None:
+    _put(engine, [{"k": 1, "t": "甲", "n": 1, "x": 1.5, "d": None, "b": False}])
+    schema = pa.schema([("k", pa.int64()), ("t", pa.string())])
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE only_here AS SELECT k, t FROM rows")
+        only_here = Table("only_here", MetaData(), Column("k", BigInteger), Column("t", Text))
+        statement = select(only_here)
+        assert sqlite_reads.read(conn, _literal_sql(conn, statement), schema) is None
+        assert fetch_arrow(conn, statement, schema).to_pylist() == [{"k": 1, "t": "甲"}]
+        conn.exec_driver_sql("DROP TABLE only_here")
+    memory = connect("sqlite://")
+    META.create_all(memory)
+    with memory.begin() as conn:
+        conn.execute(insert(ROWS), [{"k": 5, "t": "乙"}])
+    with memory.connect() as conn:
+        statement = select(ROWS.c.k, ROWS.c.t)
+        assert sqlite_reads.read(conn, _literal_sql(conn, statement), schema) is None
+        assert fetch_arrow(conn, statement, schema).to_pylist() == [{"k": 5, "t": "乙"}]
+
+
+def test_reader_processes_beside_writers_leave_the_database_whole(tmp_path: Path) -> None:
+    # ADBC's driver links its own copy of SQLite; inside the night's process it dropped the
+    # POSIX locks of the intake's connections (SIGBUS on the city's first load). In reader
+    # processes it is one more client of the file: writers and readers together, then SQLite's
+    # own integrity check and every committed row.
+    eng = connect(f"sqlite:///{tmp_path / 'w.db'}")
+    META.create_all(eng)
+    _put(eng, [{"k": i, "t": "初", "n": i, "x": None, "d": None, "b": None} for i in range(2000)])
+    statement = select(ROWS.c.k, ROWS.c.t)
+    schema = pa.schema([("k", pa.int64()), ("t", pa.string())])
+    failures: list[BaseException] = []
+    counts: list[int] = []
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(60):
+                with eng.begin() as conn:
+                    conn.execute(insert(ROWS), [{"k": 10_000 + worker * 1_000 + i, "t": "写"}])
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(15):
+                with eng.connect() as conn:
+                    got = sqlite_reads.read(conn, _literal_sql(conn, statement), schema)
+                assert got is not None
+                counts.append(got.num_rows)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert len(counts) == 30 and min(counts) >= 2000 and max(counts) <= 2180
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        assert conn.exec_driver_sql("SELECT count(*) FROM rows").scalar() == 2180
+    eng.dispose()
+
+
+def test_the_alerts_digest_is_of_values_whichever_way_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What lies under a null in an Arrow column is undefined: the reader process's dates of
+    # rows without one differed from read to read, so a digest of Arrow's buffers told the
+    # same alerts apart, and a re-run published the profiles again (test_publish_incremental
+    # failed one run in three). The digest is of the values, equal both ways, every time.
+    from warehouse.db import upgrade
+    from warehouse.publish.incremental import _alerts_digest
+    from warehouse.tables_alerts import alert_runs, alerts
+
+    eng = connect(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade(eng)
+    day = date(2025, 3, 11)
+    with eng.begin() as conn:
+        conn.execute(
+            insert(alert_runs),
+            [
+                {
+                    "exchange_date": day,
+                    "province": "52",
+                    "income_threshold": 7000,
+                    "medical_burden_household_12m": 10000,
+                    **dict.fromkeys(("findings", "open", "new", "reopened", "resolved"), 0),
+                    "closed": 0,
+                }
+            ],
+        )
+        conn.execute(
+            insert(alerts),
+            [
+                {
+                    "alert_id": f"YB01-{i:010d}",
+                    "rule_id": "YB-01",
+                    "risk_type": "因病",
+                    "subject_type": "household",
+                    "subject": f"H{i}",
+                    "household_id": f"H{i}",
+                    "name": None if i % 3 else "",  # NULL and the empty text apart
+                    "severity": "high",
+                    "status": "resolved" if i % 2 else "open",
+                    "first_raised": date(2025, 3, 1),
+                    "last_seen": day,
+                    "resolved_on": day if i % 2 else None,
+                    "evidence": "证据",
+                    "pushed_to": "YB,XC",
+                    "feedback_date": None if i % 5 else day,
+                    "as_of": day,
+                    "opened_on": date(2025, 3, 1),
+                }
+                for i in range(300)
+            ],
+        )
+    with eng.connect() as conn:
+        by_reader = {_alerts_digest(conn, day) for _ in range(8)}
+    with monkeypatch.context() as patch, eng.connect() as conn:
+        patch.setattr(sqlite_reads, "read", lambda *_: None)  # the in-process way
+        in_process = {_alerts_digest(conn, day) for _ in range(3)}
+        # one value changed (NULL for the empty text): another digest
+        conn.execute(
+            alerts.update().where(alerts.c.alert_id == "YB01-0000000003").values(name=None)
+        )
+        changed = _alerts_digest(conn, day)
+        conn.rollback()
+    eng.dispose()
+    assert len(by_reader) == 1 and by_reader == in_process
+    assert changed not in by_reader

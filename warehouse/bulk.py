@@ -3,8 +3,11 @@
     Arrow ─ load_arrow ─▶ table      PostgreSQL: COPY ... FROM STDIN (CSV written by Arrow)
                                      SQLite:     one executemany
     table ─ fetch_arrow ─▶ Arrow     PostgreSQL: COPY (SELECT ...) TO STDOUT, parsed by Arrow
-                                     SQLite:     its rows as JSON lines, built by SQLite
-                                                 (json_object, group_concat), parsed by Arrow
+                                     SQLite:     the ADBC driver in a reader process
+                                                 (warehouse.sqlite_reads) when it sees what the
+                                                 caller sees; else the rows as JSON lines, built
+                                                 by SQLite (json_object, group_concat), parsed
+                                                 by Arrow
     staging(...)                     a temporary table, loaded as above, dropped afterwards
 
 On PostgreSQL COPY loads 233k-275k rows/s (bench/bench_merge.py, 1M history rows) where
@@ -40,6 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
+
+from warehouse import sqlite_reads
 
 _COPY_BATCH_ROWS = 100_000
 # Rows per SQLite page of JSON lines: one page is one value, and SQLite's values stop at 1e9
@@ -228,6 +233,9 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
         ).cast(schema)
     if not isinstance(statement, Select):
         raise TypeError("fetch_arrow on SQLite reads a SELECT (sqlalchemy.select)")
+    found = sqlite_reads.read(conn, _literal_sql(conn, statement), schema)
+    if found is not None:
+        return found
     return _sqlite_arrow(conn, statement, schema)
 
 

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,6 +21,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from expectations.contract import load_contracts
+from warehouse import processes
 from warehouse import published as files
 from warehouse.publish.access import AccessMatrix, RowCondition, default_access, resolve_columns
 from warehouse.publish.forms import _Context, column_values, prepare, selected_rows
@@ -660,12 +660,8 @@ class _LazyProcesses:
     def get(self) -> Executor:
         with self._lock:
             if self._pool is None:
-                # Not fork: the night's process has threads (Prefect, the writers). A fork
-                # server with the writers imported starts each worker in a fraction of a second.
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["warehouse.published"])
                 self._pool = self._stack.enter_context(
-                    ProcessPoolExecutor(self._workers, mp_context=context)
+                    ProcessPoolExecutor(self._workers, mp_context=processes.forkserver())
                 )
             return self._pool
 
