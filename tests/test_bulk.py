@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,26 @@ def test_the_alerts_digest_is_of_values_whichever_way_they_are_read(
     eng.dispose()
     assert len(by_reader) == 1 and by_reader == in_process
     assert changed not in by_reader
+
+
+def test_a_reader_process_that_died_is_replaced_and_its_read_done_in_process(
+    engine: Engine,
+) -> None:
+    rows = [
+        {"k": i, "t": f"行{i}", "n": i, "x": i / 8, "d": None, "b": i % 2 == 0} for i in range(50)
+    ]
+    _put(engine, rows)
+    statement = select(ROWS).order_by(ROWS.c.k)
+    expected = _driver_rows(engine, statement)
+    with engine.connect() as conn:
+        assert sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA) is not None
+    pool = sqlite_reads._pool
+    assert isinstance(pool, ProcessPoolExecutor)
+    for process in list(pool._processes.values()):  # as the kernel's OOM killer would
+        process.kill()
+        process.join()
+    with engine.connect() as conn:
+        assert fetch_arrow(conn, statement, SCHEMA).to_pylist() == expected
+        again = sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA)
+    assert sqlite_reads._pool is not pool  # a new pool of readers
+    assert again is not None and again.to_pylist() == expected

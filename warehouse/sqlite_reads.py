@@ -93,6 +93,9 @@ def read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
             _forget(pool)
             log.warning("SQLite 读取进程意外退出；本次在主进程内读取")
             return None
+        except Exception as exc:  # a bug in the reader: the caller's own read gives the rows
+            log.warning("SQLite 读取进程出错（%s）；本次在主进程内读取", type(exc).__name__)
+            return None
         if not done:
             return None
         # Mapped, not copied: the columns point into the file's pages, which stay mapped
