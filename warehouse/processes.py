@@ -14,6 +14,12 @@ from multiprocessing.context import BaseContext
 PRELOAD = ("warehouse.published", "warehouse.sqlite_reads")
 
 
+def allowed() -> bool:
+    """This process may start worker processes: not a daemonic one (a Dask worker, a
+    multiprocessing pool's worker), which Python forbids children."""
+    return not multiprocessing.current_process().daemon
+
+
 def forkserver() -> BaseContext:
     """The fork server context, its preload set (it takes effect when the server starts)."""
     context = multiprocessing.get_context("forkserver")

@@ -112,6 +112,8 @@ def _readers() -> Executor | None:
         if _pool is None:
             from warehouse import processes
 
+            if not processes.allowed():  # a Dask worker: the caller reads in-process
+                return None
             try:
                 _pool = ProcessPoolExecutor(_READERS, mp_context=processes.forkserver())
             except (OSError, ValueError):  # no fork server on this platform

@@ -660,8 +660,11 @@ class _LazyProcesses:
     def get(self) -> Executor:
         with self._lock:
             if self._pool is None:
+                # A daemonic process (a Dask worker) may not start processes: threads there.
                 self._pool = self._stack.enter_context(
                     ProcessPoolExecutor(self._workers, mp_context=processes.forkserver())
+                    if processes.allowed()
+                    else ThreadPoolExecutor(self._workers)
                 )
             return self._pool
 
