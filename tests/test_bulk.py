@@ -6,7 +6,10 @@ caller; readers beside writers leave the database whole."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -388,3 +391,36 @@ def test_a_reader_process_that_died_is_replaced_and_its_read_done_in_process(
         again = sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA)
     assert sqlite_reads._pool is not pool  # a new pool of readers
     assert again is not None and again.to_pylist() == expected
+
+
+def test_the_rows_travel_beside_the_database_and_leave_nothing_there(tmp_path: Path) -> None:
+    # The rows file holds personal data: it lies beside the warehouse, not in the system's
+    # temporary folder, and is gone after the read; one a killed run left is removed.
+    folder = tmp_path / "w"
+    folder.mkdir()
+    eng = connect(f"sqlite:///{folder / 'w.db'}")
+    META.create_all(eng)
+    _put(eng, [{"k": 1, "t": "甲", "n": 1, "x": 0.5, "d": date(2025, 3, 1), "b": True}])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = folder / f"datashare-read-{dead.pid}-x.arrow"  # its process is gone
+    live = folder / f"datashare-read-{os.getppid()}-y.arrow"  # another process still reading
+    left.write_bytes(b"rows")
+    live.write_bytes(b"rows")
+    seen: list[set[str]] = []
+    statement = select(ROWS)
+    real_submit = ProcessPoolExecutor.submit
+
+    def watching(pool: ProcessPoolExecutor, fn: Any, *args: Any) -> Any:
+        seen.append({p.name for p in folder.iterdir()})
+        return real_submit(pool, fn, *args)
+
+    with pytest.MonkeyPatch.context() as patch, eng.connect() as conn:
+        patch.setattr(ProcessPoolExecutor, "submit", watching)
+        got = sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA)
+    eng.dispose()
+    assert got is not None and got.num_rows == 1
+    during = seen[0] - {"w.db", "w.db-wal", "w.db-shm", live.name}
+    assert len(during) == 1 and next(iter(during)).startswith(f"datashare-read-{os.getpid()}-")
+    assert not left.exists() and live.exists()
+    assert {p.name for p in folder.iterdir()} <= {"w.db", "w.db-wal", "w.db-shm", live.name}

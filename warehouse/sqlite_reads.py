@@ -19,8 +19,10 @@ transaction at the first write, so `in_transaction` says exactly that) or reads 
 table (the reader's statement then fails): in both cases None. A value whose type differs from
 the first batch's (SQLite's columns are typed per value) fails the read too, and so does a dead
 reader process: the caller reads in-process, the result is the same. The rows travel as an
-Arrow IPC file in the temporary folder, mapped into the caller's memory, never as Python
-objects; nothing of the rows or the statement is logged (personal data).
+Arrow IPC file beside the database (the folder that holds the personal data already, not the
+system's temporary folder; owner-only, removed after the read, and one left by a killed run is
+removed by the next), mapped into the caller's memory, never as Python objects; nothing of the
+rows or the statement is logged (personal data).
 """
 
 from __future__ import annotations
@@ -59,10 +61,10 @@ def available() -> bool:
     return importlib.util.find_spec("adbc_driver_sqlite") is not None
 
 
-def read_uri(conn: Connection) -> str | None:
-    """A read-only URI of the connection's SQLite file when a reader process sees what the
-    connection sees: a file database named plainly (no URI, no options, not in memory) and no
-    uncommitted writes of the connection. None otherwise."""
+def database_file(conn: Connection) -> Path | None:
+    """The connection's SQLite file when a reader process sees what the connection sees: a
+    file database named plainly (no URI, no options, not in memory) and no uncommitted writes
+    of the connection. None otherwise."""
     url = conn.engine.url
     database = url.database
     if url.query or not database or database == ":memory:" or database.startswith("file:"):
@@ -70,7 +72,30 @@ def read_uri(conn: Connection) -> str | None:
     if conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
         return None
     path = Path(database).resolve()
-    return f"{path.as_uri()}?mode=ro" if path.is_file() else None
+    return path if path.is_file() else None
+
+
+_PREFIX = "datashare-read-"
+_swept: set[Path] = set()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the rows files a killed run left in `folder` (named by their process, which is
+    gone); once per folder and process."""
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    for left in folder.glob(f"{_PREFIX}*-*.arrow"):
+        try:
+            pid = int(left.name.removeprefix(_PREFIX).split("-", 1)[0])
+            if pid == os.getpid():
+                continue
+            os.kill(pid, 0)  # alive: a reader of another process (the portal), still reading
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                left.unlink()
+        except (ValueError, PermissionError):  # not ours to judge
+            continue
 
 
 def read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
@@ -78,13 +103,19 @@ def read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
     cannot say (see the module's docstring), and the caller reads them itself."""
     if any(pa.types.is_timestamp(f.type) or pa.types.is_decimal(f.type) for f in schema):
         return None
-    uri = read_uri(conn)
-    if uri is None or not available():
+    database = database_file(conn)
+    if database is None or not available():
         return None
     pool = _readers()
     if pool is None:
         return None
-    fd, name = tempfile.mkstemp(prefix="datashare-read-", suffix=".arrow")
+    uri = f"{database.as_uri()}?mode=ro"
+    # Beside the database, the folder that holds the personal data already (the system's
+    # temporary folder may be shared, or small), readable by its owner only (mkstemp).
+    _sweep(database.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{_PREFIX}{os.getpid()}-", suffix=".arrow", dir=database.parent
+    )
     os.close(fd)
     try:
         try:
