@@ -142,7 +142,7 @@ _HOLDER = textwrap.dedent("""
     from warehouse.lock import writer_lock
     with writer_lock(connect(sys.argv[1]), owner="nightly 2025-03-12"):
         print("held", flush=True)
-        time.sleep(120)
+        time.sleep(3600)  # until the fixture kills it (two minutes were too few when loaded)
 """)
 
 
