@@ -424,3 +424,18 @@ def test_the_rows_travel_beside_the_database_and_leave_nothing_there(tmp_path: P
     assert len(during) == 1 and next(iter(during)).startswith(f"datashare-read-{os.getpid()}-")
     assert not left.exists() and live.exists()
     assert {p.name for p in folder.iterdir()} <= {"w.db", "w.db-wal", "w.db-shm", live.name}
+
+
+def test_a_warehouse_folder_the_process_cannot_write_is_read_in_process(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put(engine, [{"k": 9, "t": "丙", "n": 9, "x": 2.25, "d": None, "b": None}])
+    statement = select(ROWS)
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sqlite_reads.tempfile, "mkstemp", refused)
+    with engine.connect() as conn:
+        assert sqlite_reads.read(conn, _literal_sql(conn, statement), SCHEMA) is None
+        assert fetch_arrow(conn, statement, SCHEMA).to_pylist() == _driver_rows(engine, statement)

@@ -113,9 +113,12 @@ def read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
     # Beside the database, the folder that holds the personal data already (the system's
     # temporary folder may be shared, or small), readable by its owner only (mkstemp).
     _sweep(database.parent)
-    fd, name = tempfile.mkstemp(
-        prefix=f"{_PREFIX}{os.getpid()}-", suffix=".arrow", dir=database.parent
-    )
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f"{_PREFIX}{os.getpid()}-", suffix=".arrow", dir=database.parent
+        )
+    except OSError:  # a folder this process may read but not write (a read-only portal)
+        return None
     os.close(fd)
     try:
         try:
