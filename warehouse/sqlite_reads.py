@@ -163,15 +163,6 @@ def _forget(pool: Executor) -> None:
     pool.shutdown(wait=False)
 
 
-def shutdown() -> None:
-    """Stop the reader processes (they are started again on the next read)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True)
-
-
 # --- in the reader process ------------------------------------------------------------------------
 
 
