@@ -715,7 +715,10 @@ def _plain_number(value: float) -> str:
     """A finite float as plain digits: never scientific notation, never extra digits."""
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
-    text = format(Decimal(repr(value)), "f")
+    text = repr(value)  # the shortest digits that read back as the same float
+    if "e" not in text and not text.endswith(".0"):
+        return text  # already plain: a fraction's repr has no trailing zeros
+    text = format(Decimal(text), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

@@ -32,6 +32,10 @@ from tasks.alerts import DEPT_ORDER, alerts_frame, raise_alerts
 from tasks.profiles import (
     HOUSEHOLD_COLUMNS,
     PERSON_COLUMNS,
+    _first_by,
+    _first_names_of,
+    _in_dept_order,
+    _Picker,
     _seen_any_dept,
     _seen_rows,
     household_profile,
@@ -266,3 +270,103 @@ def test_a_department_outside_the_order_comes_after_the_known_ones() -> None:
     seen = _seen_rows(table)
     expected = {"person_key": "k1", "id_number": "1", "sources": "XC,GA,ZZ"}
     assert seen.to_dict("records") == [expected]
+
+
+_KEYS = st.sampled_from(["k1", "k2", "k3", "k10", "K2", "张三", "k\u00e9"])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _KEYS,
+            st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.0])),
+            st.one_of(st.none(), st.sampled_from(["A", "B", "b", "特困", "低保"])),
+            st.integers(0, 9),
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_first_row_per_person_is_the_sorted_frames_first(
+    rows: list[tuple[str, float | None, str | None, int]], two_keys: bool
+) -> None:
+    """_first_by (row numbers picked in DuckDB) gives, for every person, the row that
+    sort_values(order).drop_duplicates("person_key") gives: missing values last, equal keys
+    in their order in the frame (the `other` column tells the tied rows apart)."""
+    frame = pd.DataFrame(
+        {
+            "person_key": pd.array([r[0] for r in rows], dtype="string"),
+            "rank": pd.array([float("nan") if r[1] is None else r[1] for r in rows], "float64"),
+            "kind": pd.array([r[2] for r in rows], dtype="string"),
+            "other": pd.array([r[3] for r in rows], dtype="int64"),
+        }
+    )
+    order = ["person_key", "rank", "kind"] if two_keys else ["person_key", "rank"]
+    expected = frame.sort_values(order).drop_duplicates("person_key").set_index("person_key")
+    got = _first_by(frame, order)
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index())
+
+
+@given(
+    st.lists(_KEYS, max_size=30),
+    st.lists(st.tuples(_KEYS, st.integers(0, 9)), max_size=30),
+)
+@settings(max_examples=80, deadline=None)
+def test_picker_equals_reindex_and_isin(keys: list[str], rows: list[tuple[str, int]]) -> None:
+    """_Picker, which finds the keys' positions once per frame, picks what reindex picks and
+    finds what isin finds, for each of a frame's columns and again on a second use."""
+    wanted = pd.Series(pd.array(keys, dtype="string"), index=pd.RangeIndex(len(keys)) + 7)
+    frame = pd.DataFrame(
+        {
+            "person_key": pd.array([r[0] for r in rows], dtype="string"),
+            "n": pd.array([r[1] for r in rows], dtype="int64"),
+            "t": pd.array([str(r[1]) for r in rows], dtype="string"),
+        }
+    ).drop_duplicates("person_key")
+    unique = frame.set_index("person_key")
+    pick = _Picker(wanted)
+    for _ in range(2):
+        for column in ("n", "t"):
+            expected = unique[column].reindex(wanted.to_numpy()).set_axis(wanted.index)
+            got = pick(unique, column)
+            assert got.astype(object).where(got.notna(), None).tolist() == (
+                expected.astype(object).where(expected.notna(), None).tolist()
+            )
+            assert got.index.equals(wanted.index)
+        assert pick.isin(unique).tolist() == wanted.isin(unique.index).tolist()
+    doubled = pd.Series(1, index=pd.Index(pd.array([r[0] for r in rows] * 2, dtype="string")))
+    assert pick.isin(doubled).tolist() == wanted.isin(doubled.index).tolist()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _KEYS,
+            st.sampled_from(["王五", "王伍", "Wang", "王五 ", "李四"]),
+            st.sampled_from(["XC_REN", "MZ_DIBAO", "MZ_LINSHI", "YB_CANBAO"]),
+            st.sampled_from(list(DEPT_ORDER)),
+        ),
+        max_size=40,
+    )
+)
+@settings(max_examples=80, deadline=None)
+def test_first_names_equal_the_ordered_distinct_on(rows: list[tuple[str, str, str, str]]) -> None:
+    """The hash aggregate (arg_min over department rank, dataset, name) picks, per person,
+    the name that DISTINCT ON with ORDER BY person_key, rank, dataset, name picked."""
+    named = pa.table(
+        {
+            "person_key": pa.array([r[0] for r in rows], pa.string()),
+            "name": pa.array([r[1] for r in rows], pa.string()),
+            "dataset": pa.array([r[2] for r in rows], pa.string()),
+            "dept": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    ordered = _in_dept_order(
+        "named",
+        named,
+        "SELECT DISTINCT ON (person_key) person_key, name "
+        "FROM named JOIN dept_order USING (dept) ORDER BY person_key, rank, dataset, name",
+    )
+    got = _first_names_of(named).sort_by("person_key")
+    assert got.to_pylist() == ordered.to_pylist()

@@ -18,6 +18,8 @@ import openpyxl
 import pandas as pd
 import pytest
 import xlsxwriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datashare.errors import DeliveryError, LayoutError, UnreadableDelivery
 from datashare.synth import (
@@ -31,7 +33,13 @@ from datashare.synth import (
 from expectations.contract import get_contract, load_common, load_contracts
 from tasks.checks import id18_check_char
 from tasks.normalise import normalise_column
-from tasks.read import NUMBER_CELL, RawDelivery, ReadLimits, read_delivery
+from tasks.read import (
+    NUMBER_CELL,
+    RawDelivery,
+    ReadLimits,
+    _plain_number,
+    read_delivery,
+)
 
 COMMON = load_common()
 DIBAO = get_contract("MZ_DIBAO")  # CSV, GB18030 by contract; an alias on 月保障金（元）
@@ -834,3 +842,28 @@ def test_a_bug_in_the_spreadsheet_worker_is_raised_without_cell_values(
     with pytest.raises(RuntimeError) as caught:
         read(render_delivery(DIBAO, dibao_rows(), fmt="xlsx"), XLSX_NAME)
     assert str(caught.value) == "spreadsheet reader worker failed with ValueError"
+
+
+# --- the workbook column's conversion, against the per-cell one it replaced --------------------
+
+
+def _decimal_plain(value: float) -> str:
+    """The plain digits of a finite float, the long way (what _plain_number did before its
+    shortcut for a repr that is already plain)."""
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+@settings(max_examples=500, deadline=None)
+def test_plain_number_is_the_decimal_rendering(value: float) -> None:
+    assert _plain_number(value) == _decimal_plain(value)
+
+
+@pytest.mark.parametrize(
+    "value", [2.0**53, 2.0**53 + 2, 1e16, 1e22, 6.103271965030413e17, 1e-7, 0.1 + 0.2, -0.0, 5e-324]
+)
+def test_plain_number_at_the_edges(value: float) -> None:
+    assert _plain_number(value) == _decimal_plain(value)
