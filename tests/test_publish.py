@@ -1294,3 +1294,46 @@ def test_audit_rows_can_be_added_for_other_exports(engine: Engine) -> None:
         )
     with engine.connect() as conn:
         assert conn.execute(select(audit_log.c.audit_id)).scalars().all() == [1, 2]
+
+
+def test_each_consumers_files_are_what_its_grant_alone_gives(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publication shares work between consumers (a column masked once over the whole table
+    and the grant's rows taken from it, a condition's ages and lists computed once); every
+    consumer's Parquet holds exactly what apply_access, which computes each grant on its own
+    rows alone, gives that consumer."""
+    tables = shared_tables()
+    whole: list[str] = []
+    in_form = version_module._in_form
+
+    def spied(prepared: pd.DataFrame, rows: pd.DataFrame, *args: Any) -> pd.Series:
+        out = in_form(prepared, rows, *args)
+        table, column, form, _, shared = args
+        if len(rows) < len(prepared) and (table, column.name, form) in shared.whole:
+            whole.append(table)
+        return out
+
+    monkeypatch.setattr(version_module, "_in_form", spied)
+    done = publish(engine, tmp_path / "pub", as_of=AS_OF, secret=SECRET, tables=tables)
+    catalog = json.loads((done.path / "catalog.json").read_text(encoding="utf-8"))
+    compared = 0
+    for entry in catalog["tables"]:
+        consumer, table = entry["consumer"], entry["table"]
+        if table not in tables:  # town_summary, audit_log: not a grant over an input table
+            continue
+        alone = apply_access(consumer, table, tables[table], SECRET, as_of=AS_OF, tables=tables)
+        assert alone is not None
+        parquet = next(f["path"] for f in entry["files"] if f["format"] == "parquet")
+        published = pq.read_table(done.path / parquet)
+        assert published.column_names == list(alone.columns), (consumer, table)
+        for name in published.column_names:
+            expected = pa.Array.from_pandas(alone[name]).to_pylist()
+            got = published.column(name).to_pylist()
+            if published.schema.field(name).type in (pa.date32(), pa.timestamp("us", tz="UTC")):
+                got = [None if v is None else pd.Timestamp(v) for v in got]
+                expected = [None if v is None else pd.Timestamp(v) for v in expected]
+            assert got == expected, (consumer, table, name)
+        compared += 1
+    assert compared > 40
+    assert "XC_REN" in whole  # a grant's rows taken from a column formed over every row

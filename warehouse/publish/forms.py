@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -17,6 +18,8 @@ from expectations.contract import load_contracts
 from warehouse.identity import person_key, person_keys
 from warehouse.publish.access import AccessMatrix, RowCondition, default_access, resolve_columns
 from warehouse.publish.tables import _SMALL, ColumnDef, Form, SharedTables, table_def
+
+T = TypeVar("T")
 
 # --- preparing the input: declared columns, types, keys, order -----------------------------------
 
@@ -129,6 +132,20 @@ class _Context:
     consumer: str
     as_of: date | None
     lookup: Callable[[str], pd.DataFrame | None]
+    # Shared by the consumers of one publication: what a condition computes from a table's
+    # column whoever the consumer is (the ages, the normalised lists), keyed by the frame's
+    # id and kept with the frame so that the id cannot be reused.
+    memo: dict[tuple[object, ...], object] = field(default_factory=dict)
+
+    def once(self, frame: pd.DataFrame, what: str, column: str, compute: Callable[[], T]) -> T:
+        """compute(), remembered for this frame's column."""
+        key = (id(frame), what, column)
+        found = self.memo.get(key)
+        if found is not None and found[0] is frame:  # type: ignore[index]
+            return found[1]  # type: ignore[index, no-any-return]
+        value = compute()
+        self.memo[key] = (frame, value)
+        return value
 
 
 def _subst(value: str, consumer: str) -> str:
@@ -136,15 +153,19 @@ def _subst(value: str, consumer: str) -> str:
 
 
 def _holds(frame: pd.DataFrame, cond: RowCondition, ctx: _Context) -> pd.Series:
-    values = frame[cond.column]
-    text_values = values.astype("string")
+    text_values = ctx.once(frame, "text", cond.column, lambda: frame[cond.column].astype("string"))
     if cond.in_ is not None:
         result = text_values.isin([_subst(v, ctx.consumer) for v in cond.in_])
     elif cond.present is not None:
         present = text_values.notna() & (text_values.str.strip() != "")
         result = present if cond.present else ~present
     elif cond.contains is not None:
-        items = "," + text_values.str.replace(r"\s+", "", regex=True) + ","
+        items = ctx.once(
+            frame,
+            "items",
+            cond.column,
+            lambda: "," + text_values.str.replace(r"\s+", "", regex=True) + ",",
+        )
         result = items.str.contains(f",{_subst(cond.contains, ctx.consumer)},", regex=False)
     elif cond.age is not None:
         if ctx.as_of is None:
@@ -152,7 +173,8 @@ def _holds(frame: pd.DataFrame, cond: RowCondition, ctx: _Context) -> pd.Series:
                 f"{cond.column} 上的年龄条件需要交换日期，发布时未给出；"
                 "这是程序缺陷，请报告开发人员"
             )
-        age = _ages(text_values, ctx.as_of)
+        as_of = ctx.as_of
+        age = ctx.once(frame, f"age {as_of}", cond.column, lambda: _ages(text_values, as_of))
         result = (age >= cond.age[0]) & (age <= cond.age[1])
     elif cond.dataset_of is not None:
         dept = _subst(cond.dataset_of, ctx.consumer)

@@ -127,6 +127,39 @@ class _Shared:
 
     rows: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     columns: dict[tuple[str, str, str, str], tuple[pa.Array, bytes]] = field(default_factory=dict)
+    # (table, column, form) -> the column in its form over every prepared row, once a second
+    # grant (or one taking at least half the rows) asks for it: masking, ages and look-alike
+    # masking go value by value, so the rows a grant selects are then taken from it.
+    whole: dict[tuple[str, str, str], pd.Series] = field(default_factory=dict)
+    asked: set[tuple[str, str, str]] = field(default_factory=set)
+    # what grants' row conditions compute once per table and column (forms._holds)
+    conditions: dict[tuple[object, ...], object] = field(default_factory=dict)
+
+
+def _in_form(
+    prepared: pd.DataFrame,
+    rows: pd.DataFrame,
+    table: str,
+    column: ColumnDef,
+    form: Form,
+    ctx: _Context,
+    shared: _Shared,
+) -> pd.Series:
+    """column_values of the selected rows; a column whose form is computed value by value
+    (masked, an age, free text) is computed over the whole table once when several grants, or
+    one taking at least half the rows, ask for it, and the rows are taken from it."""
+    if not (form == "masked" or column.derived == "age" or column.free_text):
+        return column_values(rows, column, form, ctx)
+    key = (table, column.name, form)
+    whole = shared.whole.get(key)
+    if whole is None:
+        if key not in shared.asked and len(rows) * 2 < len(prepared):
+            shared.asked.add(key)
+            return column_values(rows, column, form, ctx)
+        whole = shared.whole[key] = column_values(prepared, column, form, ctx)
+    if rows is prepared:
+        return whole
+    return whole.loc[rows.index]
 
 
 def _rows_key(rows: Iterable[RowCondition], consumer: str) -> str:
@@ -168,7 +201,7 @@ def _projected(
         key = (table, rows_key, column.name, form)
         found = shared.columns.get(key)
         if found is None:
-            values = column_values(rows, column, form, ctx)
+            values = _in_form(prepared, rows, table, column, form, ctx, shared)
             array = _arrow_column(values.reset_index(drop=True), column)
             found = shared.columns[key] = (array, _column_digest(array))
         arrays.append(found[0])
@@ -537,7 +570,7 @@ def _write_version(
             last = part is None
             prepared |= part or {}
             for consumer, entries in matrix.consumers.items():
-                ctx = _Context(consumer, as_of, prepared.get)
+                ctx = _Context(consumer, as_of, prepared.get, shared.conditions)
                 for table in entries:
                     if (consumer, table) in done:
                         continue
