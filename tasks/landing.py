@@ -68,6 +68,9 @@ class DeliveryRef:
     exchange_date: date
     file_name: str
     location: str  # URL or path it was found at (no credentials), kept in the ledger
+    # Its bytes, where the landing's listing gives them (a folder, fsspec): the night takes in
+    # the largest deliveries first. Not part of what the delivery is.
+    size: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -279,8 +282,9 @@ def _inside(path: str, root: str) -> bool:
 
 def _walk_local(
     root: str, prefix: str = "", seen: set[str] | None = None
-) -> Iterator[tuple[str, bool]]:
-    """Every file under a local root, sorted; a symlink is followed only inside the root."""
+) -> Iterator[tuple[str, bool, int | None]]:
+    """Every file under a local root, sorted, as (path, leaves the root, bytes); a symlink
+    is followed only inside the root."""
     seen = seen if seen is not None else {root}
     here = os.path.join(root, prefix) if prefix else root
     try:
@@ -292,17 +296,24 @@ def _walk_local(
         if entry.is_symlink():
             target = os.path.realpath(entry.path)
             if not _inside(target, root):
-                yield rel, True
+                yield rel, True, None
             elif os.path.isdir(target):
                 if target not in seen:  # a link loop is walked once
                     seen.add(target)
                     yield from _walk_local(root, rel, seen)
             elif os.path.isfile(target):
-                yield rel, False
+                yield rel, False, _size(target)
         elif entry.is_dir():
             yield from _walk_local(root, rel, seen)
         elif entry.is_file():
-            yield rel, False
+            yield rel, False, _size(entry.path)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # gone since it was listed: the intake says so when it reads it
+        return None
 
 
 class FsspecLanding:
@@ -316,8 +327,9 @@ class FsspecLanding:
         protocol = self.fs.protocol
         self.local = "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
 
-    def _files(self) -> Iterator[tuple[str, bool]]:
-        """(path relative to the root, leaves the landing area) for every file under the root."""
+    def _files(self) -> Iterator[tuple[str, bool, int | None]]:
+        """(path relative to the root, leaves the landing area, bytes if listed) for every
+        file under the root."""
         root = self.root.rstrip("/") or "/"
         if self.local:
             yield from _walk_local(os.path.realpath(root))
@@ -326,7 +338,8 @@ class FsspecLanding:
             return
         for path, info in sorted(self.fs.find(root, withdirs=False, detail=True).items()):
             if info.get("type", "file") == "file":
-                yield path[len(root) :].lstrip("/"), False
+                size = info.get("size")
+                yield path[len(root) :].lstrip("/"), False, size if isinstance(size, int) else None
 
     def survey(self, exchange_date: date, contracts: Iterable[Contract]) -> Survey:
         """Deliveries of the date for `contracts`, and every other file of the night, with why."""
@@ -336,7 +349,7 @@ class FsspecLanding:
             known.setdefault(c.dataset, c)
         candidates: list[DeliveryRef] = []
         issues: list[LandingIssue] = []
-        for rel, outside in self._files():
+        for rel, outside, size in self._files():
             found = classify(rel, exchange_date, known, wanted=wanted, outside=outside)
             if found is None:
                 continue
@@ -345,7 +358,9 @@ class FsspecLanding:
             if kind == "delivery":
                 assert dept is not None and dataset is not None
                 name = rel.split("/")[-1]
-                candidates.append(DeliveryRef(dept, dataset, exchange_date, name, location))
+                candidates.append(
+                    DeliveryRef(dept, dataset, exchange_date, name, location, size=size)
+                )
             else:
                 issues.append(
                     LandingIssue(

@@ -81,6 +81,7 @@ def test_folder_discovers_the_date_and_fetches_the_bytes(landing_dir: Path) -> N
             path = landing_dir / ref.dept / ref.file_name
             assert ref.location == f"{landing_dir}/{ref.dept}/{ref.file_name}"
             assert landing.fetch(ref) == path.read_bytes()
+            assert ref.size == path.stat().st_size  # the night starts the largest first
     assert landing.discover(DAY - timedelta(days=1), CONTRACTS) == []
 
 
@@ -287,6 +288,7 @@ def test_memory_filesystem(landing_dir: Path, memory_root: str) -> None:
     for ref in refs:
         assert ref.location == f"memory://{memory_root}/{ref.dept}/{ref.file_name}"
         assert landing.fetch(ref) == (landing_dir / ref.dept / ref.file_name).read_bytes()
+        assert ref.size == (landing_dir / ref.dept / ref.file_name).stat().st_size
 
 
 def test_fsspec_location_has_no_credentials(memory_root: str) -> None:
@@ -583,3 +585,20 @@ def test_open_landing_picks_the_connector(tmp_path: Path) -> None:
     assert isinstance(open_landing(str(tmp_path), sql_url="sqlite://"), FsspecLanding)
     with pytest.raises(ConfigurationError):
         open_landing(str(tmp_path), sql_views=views)
+
+
+def test_the_night_starts_the_largest_intakes_first(landing_dir: Path) -> None:
+    """A workbook weighs four times its bytes; a delivery listed without a size starts after
+    the rest; the size is not part of what a delivery is (equal refs with or without it)."""
+    from flows.nightly import intake_work
+
+    refs = FsspecLanding(str(landing_dir)).discover(DAY, CONTRACTS)
+    by_dataset = {r.dataset: [r] for r in refs}
+    order = sorted(by_dataset, key=lambda ds: (-intake_work(by_dataset[ds]), ds))
+    sizes = {r.dataset: r.size or 0 for r in refs}
+    weighed = {ds: n * (4 if ds == "XC_HU" else 1) for ds, n in sizes.items()}
+    assert order == sorted(weighed, key=lambda ds: -weighed[ds])
+    assert order[0] == "XC_HU"  # the workbook, though WJ_MANBING's JSON is larger in bytes
+    unsized = DeliveryRef("MZ", "MZ_DIBAO", DAY, "MZ_DIBAO_20250312.csv", "x")
+    assert intake_work([unsized]) == 0
+    assert unsized == DeliveryRef("MZ", "MZ_DIBAO", DAY, "MZ_DIBAO_20250312.csv", "x", size=9)

@@ -702,9 +702,12 @@ class _LazyProcesses:
             return self._pool
 
 
-# A workbook of more cells than this is written in a process of its own (starting one costs
-# about a second; below this the workbook is written in less).
-XLSX_PROCESS_CELLS = 400_000
+# A workbook of more cells than this is written in a process of its own. xlsxwriter is Python
+# cell by cell: in a thread it holds the GIL that the publication's main thread needs for the
+# profiles and the consumers' columns (a city night's ~40 alert and reject workbooks of
+# 20k-400k cells, written in threads, slowed that thread several times over). The pool costs
+# about a second to start, once; a workbook below this is written in a few milliseconds.
+XLSX_PROCESS_CELLS = 20_000
 
 
 def _write_files(
