@@ -286,7 +286,6 @@ def intake_work(refs: list[DeliveryRef]) -> int:
     )
 
 
-
 def _statuses(summaries: list[IntakeSummary]) -> str:
     """Counts by ledger status, in Chinese (`已入库 2，退回 1`), or 无."""
     return "，".join(f"{label('ledger', k)} {v}" for k, v in _count(summaries).items()) or "无"
