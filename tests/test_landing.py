@@ -598,7 +598,16 @@ def test_the_night_starts_the_largest_intakes_first(landing_dir: Path) -> None:
     sizes = {r.dataset: r.size or 0 for r in refs}
     weighed = {ds: n * (4 if ds == "XC_HU" else 1) for ds, n in sizes.items()}
     assert order == sorted(weighed, key=lambda ds: -weighed[ds])
-    assert order[0] == "XC_HU"  # the workbook, though WJ_MANBING's JSON is larger in bytes
-    unsized = DeliveryRef("MZ", "MZ_DIBAO", DAY, "MZ_DIBAO_20250312.csv", "x")
-    assert intake_work([unsized]) == 0
-    assert unsized == DeliveryRef("MZ", "MZ_DIBAO", DAY, "MZ_DIBAO_20250312.csv", "x", size=9)
+
+    def ref(dataset: str, name: str, size: int | None) -> DeliveryRef:
+        return DeliveryRef("XC", dataset, DAY, name, f"landing/XC/{name}", size=size)
+
+    roster = [ref("XC_REN", "XC_REN_20250312.xlsx", 10_000_000)]
+    big_csv = [ref("RS_JIUYE", "RS_JIUYE_20250312.csv", 30_000_000)]
+    unsized = [ref("MZ_DIBAO", "MZ_DIBAO_20250312.csv", None)]
+    # a 10 MB workbook before a 30 MB CSV (40 against 30), an unlisted size after both
+    assert intake_work(roster) > intake_work(big_csv) > intake_work(unsized) == 0
+    assert intake_work([*roster, *big_csv]) == 70_000_000
+    assert unsized[0] == DeliveryRef(
+        "XC", "MZ_DIBAO", DAY, "MZ_DIBAO_20250312.csv", "landing/XC/MZ_DIBAO_20250312.csv", size=9
+    )
