@@ -7,10 +7,12 @@
     backfill   optionally, N more nights written and run as one `datashare backfill`
 
 Per night it prints wall time, the CPU time and peak RSS of the CLI process (os.wait4), the
-machine's load average, rows delivered, the per-stage wall times Prefect recorded for the run's
-task runs (intake = every take_in task, alerts, mirror, publish), the publication's tables
-written and linked, and the bytes written: the publish folder's growth (hard-linked files
-counted once), the lake's and the warehouse's. Usage:
+CPU of every process on the machine meanwhile (Linux; with the fork server's readers and
+workbook writers, which wait4 leaves out), the machine's load average, rows delivered, the
+per-stage wall times Prefect recorded for the run's task runs (intake = every take_in task,
+alerts, mirror, publish), the publication's tables written and linked, and the bytes
+written: the publish folder's growth (hard-linked files counted once), the lake's and the
+warehouse's. Usage:
 
     .venv/bin/python bench/bench_night.py [--households 200000] [--nights 3] \\
         [--backends sqlite,postgresql] [--postgres postgresql://…] [--backfill 30] [--docs]
@@ -60,6 +62,20 @@ class Night:
     lake_bytes: int = 0
     warehouse_bytes: int = 0
     exit_code: int = 0
+    machine_cpu: float | None = None  # every process's CPU on the machine (Linux), see below
+
+
+def machine_cpu_seconds() -> float | None:
+    """User + system CPU seconds of every process on the machine so far (/proc/stat), or None
+    off Linux. The CLI's own figure (os.wait4) leaves out the fork server's children (the
+    SQLite readers, the workbook writers) and Prefect's API process; on a quiet machine the
+    difference over a night is theirs."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()[1:]
+        return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def disk_bytes(root: Path) -> int:
@@ -204,7 +220,9 @@ def measure(label: str, args: list[str], env: dict[str, str], home: Path, rows: 
         warehouse_bytes(env["DATASHARE_WAREHOUSE_URL"], home),
     )
     load_before = os.getloadavg()
+    machine_before = machine_cpu_seconds()
     code, wall, cpu, rss = run_cli(args, env)
+    machine_after = machine_cpu_seconds()
     load_after = os.getloadavg()
     night = Night(
         label,
@@ -215,6 +233,11 @@ def measure(label: str, args: list[str], env: dict[str, str], home: Path, rows: 
         rows,
         stages=stage_times(Path(env["PREFECT_HOME"]) / "prefect.db"),
         exit_code=code,
+        machine_cpu=(
+            None
+            if machine_before is None or machine_after is None
+            else machine_after - machine_before
+        ),
     )
     night.publish_bytes = disk_bytes(home / "published") - before[0]
     night.lake_bytes = disk_bytes(home / "lake") - before[1]
@@ -231,7 +254,9 @@ def print_night(backend: str, n: Night) -> None:
     print(
         f"{backend:10} {n.label:22} exit {n.exit_code}  rows in {n.rows_in:>9,}  "
         f"wall {n.wall:7.1f}s  cpu {n.cpu:7.1f}s  peak {n.peak_rss_mb:7.0f} MB  "
-        f"load {n.load[0]:.1f}\n{'':10} stages: {stages}\n{'':10} bytes written: publish "
+        f"load {n.load[0]:.1f}"
+        + ("" if n.machine_cpu is None else f"  machine cpu {n.machine_cpu:.1f}s")
+        + f"\n{'':10} stages: {stages}\n{'':10} bytes written: publish "
         f"{n.publish_bytes / 1e6:+.1f} MB, lake {n.lake_bytes / 1e6:+.1f} MB, warehouse "
         f"{n.warehouse_bytes / 1e6:+.1f} MB",
         flush=True,
