@@ -17,15 +17,20 @@ Prefect starts, so a conflict never reaches Prefect's logs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import dataclasses
 import functools
 import logging
 import os
+import random
 import re
+import socket
+import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -296,17 +301,108 @@ def _locked(settings: Settings, owner: str, fn):  # type: ignore[no-untyped-def]
 
 
 def _start_embedded_api() -> None:
-    """Start Prefect's embedded API (when no PREFECT_API_URL is set), as the flow would."""
+    """Start Prefect's embedded API (when no PREFECT_API_URL is set), as the flow would.
+
+    Its uvicorn process is started first, with the command SubprocessASGIServer runs, and
+    only then is Prefect's server module imported (3.4 s of imports on a slow machine) to
+    register the process as the embedded server that the flow's client and Prefect's workers
+    find running (a singleton): the process boots on the other core meanwhile, instead of
+    after the import. If it does not answer, it is stopped and SubprocessASGIServer starts
+    its own, as before.
+    """
     try:
-        from prefect.settings import PREFECT_API_URL
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        )
 
         if PREFECT_API_URL.value():
             return
+        loaded = sys.modules.get("prefect.server.api.server")
+        if loaded is not None and loaded.SubprocessASGIServer().running:
+            return  # started already (a second run in one process, a test harness)
+        early = _uvicorn_early()
         from prefect.server.api.server import SubprocessASGIServer
 
-        SubprocessASGIServer().start()  # a singleton: the flow's client finds it running
+        server = SubprocessASGIServer()
+        if early is not None:
+            port, process = early
+            timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+            if not server.running and _answers(port, process, timeout):
+                server.port, server.server_process, server.running = port, process, True
+                atexit.register(server.stop)
+                return
+            process.kill()
+            process.wait()
+        server.start()  # a singleton: the flow's client finds it running
     except Exception:  # the flow starts it again and reports what fails
         return
+
+
+def uvicorn_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment SubprocessASGIServer (prefect.server.api.server, Prefect
+    3.8) runs its embedded API with; tests/test_operator.py holds the two equal."""
+    import prefect
+    from prefect.settings import get_current_settings
+
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(prefect.__module_path__.parent),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
+    return args, env
+
+
+def _uvicorn_early() -> tuple[int, subprocess.Popen[bytes]] | None:
+    """The embedded API's process on a free port (as SubprocessASGIServer picks one), or None."""
+    for _ in range(10):
+        port = random.choice(range(8000, 9000))
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        args, env = uvicorn_command(port)
+        return port, subprocess.Popen(args, env=env)
+    return None
+
+
+def _answers(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether the API on `port` answers /health before `timeout` s (False if its process
+    ended: exit 3 is a port taken meanwhile)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                if client.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    return False
 
 
 @contextlib.contextmanager

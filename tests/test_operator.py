@@ -4,6 +4,7 @@ subprocess, exit 2 and one Chinese line before any work; lock conflicts exit 4 i
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -216,16 +217,61 @@ def test_the_early_api_start_sees_the_api_the_run_will_use(
     configured API (here the test harness's, set in this context) it starts nothing."""
     from prefect.server.api.server import SubprocessASGIServer
 
-    from cli.app import _start_embedded_api, embedded_api_starting
+    app = importlib.import_module("cli.app")  # the module (cli.app is also its Typer app)
 
-    started: list[int | None] = []
-    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, *a: started.append(self.port))
-    with embedded_api_starting():
+    started: list[object] = []
+    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, *a: started.append(self))
+    monkeypatch.setattr(app, "_uvicorn_early", lambda: started.append("early"))
+    with app.embedded_api_starting():
         pass
     assert started == []
-    # With no API configured it starts the default (embedded) server.
+
+
+def test_the_early_api_process_is_the_embedded_server_prefect_uses(
+    prefect_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no API configured and none running, the CLI starts the API's uvicorn process
+    before it imports Prefect's server module, then registers it as the embedded server
+    (SubprocessASGIServer's singleton), which Prefect's client then finds running: a real
+    process, answering /health, stopped by the singleton's own stop."""
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
+    app = importlib.import_module("cli.app")  # the module (cli.app is also its Typer app)
+
     monkeypatch.setattr(PREFECT_API_URL, "value", lambda: None)
-    _start_embedded_api()
-    assert started == [SubprocessASGIServer().port]  # the default instance (the harness's here)
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})  # not the harness's server
+    started: list[object] = []
+    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, *a: started.append(self))
+    app._start_embedded_api()
+    server = SubprocessASGIServer()
+    try:
+        assert started == []  # Prefect's own start was not needed
+        assert server.running and server.server_process is not None
+        assert httpx.get(f"{server.api_url}/health").status_code == 200
+    finally:
+        server.stop()
+    assert server.server_process is None
+
+
+def test_the_early_api_command_is_prefects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli.app.uvicorn_command runs what SubprocessASGIServer runs (Prefect's own command,
+    copied so that the process starts before Prefect's server module is imported): an
+    upgrade of Prefect that changes it fails here."""
+    from prefect.server.api import server as server_module
+
+    app = importlib.import_module("cli.app")  # the module (cli.app is also its Typer app)
+
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    class Recorded:
+        def __init__(self, args: list[str], env: dict[str, str], **_: object) -> None:
+            seen.append((args, env))
+
+    popen = server_module.subprocess.Popen
+    monkeypatch.setattr(server_module.subprocess, "Popen", Recorded)
+    server_module.SubprocessASGIServer(port=8765)._run_uvicorn_command()
+    monkeypatch.setattr(server_module.subprocess, "Popen", popen)
+    assert len(seen) == 1
+    assert app.uvicorn_command(8765) == seen[0]
