@@ -322,18 +322,22 @@ def _start_embedded_api() -> None:
         if loaded is not None and loaded.SubprocessASGIServer().running:
             return  # started already (a second run in one process, a test harness)
         early = _uvicorn_early()
-        from prefect.server.api.server import SubprocessASGIServer
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
 
-        server = SubprocessASGIServer()
-        if early is not None:
-            port, process = early
-            timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-            if not server.running and _answers(port, process, timeout):
-                server.port, server.server_process, server.running = port, process, True
-                atexit.register(server.stop)
-                return
-            process.kill()
-            process.wait()
+            server = SubprocessASGIServer()
+            if early is not None:
+                port, process = early
+                timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+                if not server.running and _answers(port, process, timeout):
+                    server.port, server.server_process, server.running = port, process, True
+                    atexit.register(server.stop)
+                    early = None  # the singleton's now: its stop ends it
+                    return
+        finally:
+            if early is not None:  # not registered (or an error on the way): never left behind
+                early[1].kill()
+                early[1].wait()
         server.start()  # a singleton: the flow's client finds it running
     except Exception:  # the flow starts it again and reports what fails
         return
