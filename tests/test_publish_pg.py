@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from conftest import postgres_or_skip
 from sqlalchemy import Engine, create_engine, text
@@ -25,6 +26,7 @@ from test_publish import (
     shared_tables,
 )
 
+from datashare.errors import PublishError
 from expectations.contract import load_contracts
 from tasks.publication import publish
 from warehouse.db import connect, upgrade
@@ -36,6 +38,8 @@ from warehouse.publish import (
     resolve_columns,
     table_def,
 )
+from warehouse.publish.sql import SqlLoader
+from warehouse.publish.tables import ColumnDef, _Output
 
 pytestmark = pytest.mark.postgres
 
@@ -226,3 +230,132 @@ def test_publishing_again_is_idempotent_and_the_audit_log_append_only(
     ):
         with pg.engine.begin() as conn, pytest.raises(Exception, match="append-only"):
             conn.execute(text(statement))
+
+
+def _schemas(engine: Engine, prefix: str) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": prefix + "%"}
+            ).scalars()
+        )
+
+
+def test_tables_load_beside_the_files_and_readers_see_the_old_ones_until_the_switch(
+    pg: Warehouse, tmp_path: Path
+) -> None:
+    """The second publication's tables are loaded (SqlLoader) while its files are written; a
+    consumer's role reads the first publication's rows until the last transaction moves the
+    new ones in; afterwards the staging schema is gone."""
+    out = tmp_path / "pub"
+    publish(
+        pg.engine,
+        out,
+        as_of=AS_OF,
+        secret=SECRET,
+        tables=shared_tables(),
+        sql=pg.target,
+        xlsx_max_rows=0,
+    )
+    mz, role = pg.target.schema("MZ"), pg.target.role("MZ")
+    fewer = shared_tables()
+    fewer["MZ_DIBAO"] = fewer["MZ_DIBAO"].iloc[:1]
+    seen: list[list[tuple[object, ...]]] = []
+
+    def meanwhile(consumer: str) -> None:
+        if consumer == "MZ":
+            seen.append(_as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao'))
+
+    second = publish(
+        pg.engine,
+        out,
+        as_of=AS_OF,
+        secret=SECRET,
+        tables=fewer,
+        sql=pg.target,
+        xlsx_max_rows=0,
+        on_consumer=meanwhile,
+    )
+    assert seen == [[(2,)]]  # the files were written; the old table still served
+    assert _as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao') == [(1,)]
+    assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)
+    # Comments and grants came with the tables moved in from staging.
+    with pg.engine.connect() as conn:
+        title = conn.execute(
+            text("SELECT obj_description(CAST(:t AS regclass), 'pg_class')"),
+            {"t": f'"{mz}".mz_dibao'},
+        ).scalar_one()
+    assert title == table_def("MZ_DIBAO").title
+    assert second.sql_schemas == tuple(pg.target.schema(c) for c in CONSUMERS)
+    # Consumers given the same content (one staged table copied inside PostgreSQL) read the
+    # same rows as the files hold.
+    for consumer in CONSUMERS:
+        assert (
+            assert_no_leaks(
+                consumer,
+                _sql_cells(pg.engine, pg.target.role(consumer), pg.target.schema(consumer)),
+            )
+            > 0
+        )
+
+
+def test_a_failed_publication_leaves_the_old_tables_and_no_staging(
+    pg: Warehouse, tmp_path: Path
+) -> None:
+    out = tmp_path / "pub"
+    publish(
+        pg.engine,
+        out,
+        as_of=AS_OF,
+        secret=SECRET,
+        tables=shared_tables(),
+        sql=pg.target,
+        xlsx_max_rows=0,
+    )
+    # A staging schema left by a publication that died is dropped by the next one.
+    with pg.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{pg.target.staging}"'))
+        conn.execute(text(f'CREATE TABLE "{pg.target.staging}".mz__mz_dibao (x int)'))
+    fewer = shared_tables()
+    fewer["MZ_DIBAO"] = fewer["MZ_DIBAO"].iloc[:1]
+
+    def fail(consumer: str) -> None:
+        if consumer == "XC":
+            raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        publish(
+            pg.engine,
+            out,
+            as_of=AS_OF,
+            secret=SECRET,
+            tables=fewer,
+            sql=pg.target,
+            xlsx_max_rows=0,
+            on_consumer=fail,
+        )
+    mz, role = pg.target.schema("MZ"), pg.target.role("MZ")
+    assert _as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao') == [(2,)]
+    assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)
+
+
+def test_a_table_postgresql_refuses_fails_the_loader_and_is_named(pg: Warehouse) -> None:
+    """The loader's own error (here a value its column's type refuses) is raised by finish(),
+    tables added after it are not loaded, and discard() drops the staging schema."""
+    count = ColumnDef("households", "户数", "int")
+    bad = _Output("MZ", "town_summary", [(count, "plain")], pa.table({"households": ["十二"]}))
+    good = _Output("XC", "town_summary", [(count, "plain")], pa.table({"households": ["12"]}))
+    loader = SqlLoader(pg.engine, pg.target, None, Path("unused")).start()
+    loader.add(bad)
+    loader.add(good)
+    with pytest.raises(PublishError, match=r"MZ/town_summary: .* row 1, column households") as e:
+        loader.finish()
+    assert "十二" not in str(e.value) and e.value.__suppress_context__
+    with pg.engine.connect() as conn:
+        staged = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
+            {"s": pg.target.staging},
+        ).scalars()
+        assert list(staged) == []  # neither the refused table nor the one added after it
+    loader.discard()
+    assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)

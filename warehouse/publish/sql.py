@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
+import queue
+import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +15,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
+from datashare.errors import PublishError
 from warehouse import published as files
 from warehouse.publish.tables import _Output, table_def
 from warehouse.tables_publish import audit_log
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,12 @@ class SqlTarget:
 
     def role(self, consumer: str) -> str:
         return f"{self.role_prefix}{consumer.lower()}"
+
+    @property
+    def staging(self) -> str:
+        """Where a publication's tables are loaded before they are moved into the consumers'
+        schemas (no consumer is named `_staging`: consumers are department codes)."""
+        return f"{self.schema_prefix}_staging"
 
 
 # --- PostgreSQL: one schema and one login-less role per consumer ---------------------------------
@@ -62,17 +75,21 @@ def _publish_sql(
     *,
     previous: str | None = None,
     root: Path | None = None,
+    staged: dict[tuple[str, str], str] | None = None,
 ) -> tuple[str, ...]:
     """Rebuild every consumer's schema in the caller's transaction (readers see old or new).
 
     A table unchanged since the `previous` publication (its files were linked) is kept as it
-    is when that publication's audit says it loaded it; otherwise it is loaded again from the
-    new version's Parquet file under `root`.
+    is when that publication's audit says it loaded it. Otherwise it is moved in from the
+    staging schema when `staged` names it there ((consumer, table) -> its staged name: see
+    SqlLoader, which loaded it while the files were written), or else loaded here, from its
+    data or the new version's Parquet file under `root`. The staging schema is dropped.
 
     The pipeline's own user owns the schemas; each role may use its schema and select its
     tables, nothing else: PUBLIC loses every right on the internal schema and its tables.
     """
     quote = conn.dialect.identifier_preparer.quote
+    staged = staged or {}
     internal = target.internal_schema or conn.execute(text("SELECT current_schema()")).scalar_one()
     conn.execute(text(f"REVOKE ALL ON SCHEMA {quote(internal)} FROM PUBLIC"))
     conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {quote(internal)} FROM PUBLIC"))
@@ -93,13 +110,7 @@ def _publish_sql(
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         conn.execute(text(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC"))
         conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
-        existing = conn.execute(
-            text(
-                "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind IN ('r', 'v')"
-            ),
-            {"s": target.schema(consumer)},
-        ).all()
+        existing = _relations(conn, target.schema(consumer))
         kept = _sql_kept(conn, target, consumer, outs, previous, existing)
         for name, kind in existing:
             if name in kept:
@@ -111,9 +122,11 @@ def _publish_sql(
                 )
             )
         for out in outs:
-            name = f"{schema}.{quote(out.table.lower())}"
+            table = out.table.lower()
+            name = f"{schema}.{quote(table)}"
             cols = [c for c, _ in out.columns]
-            if out.table.lower() in kept:
+            moved = staged.get((consumer, out.table))
+            if table in kept:
                 pass  # unchanged: the table, its comments and its grant are already there
             elif out.table == "audit_log":  # live, through the view owner's rights
                 conn.execute(
@@ -122,30 +135,16 @@ def _publish_sql(
                         f"FROM {quote(internal)}.{quote(audit_log.name)}"
                     )
                 )
+                _comment(conn, name, out, view=True)
+            elif moved is not None:  # loaded and commented in staging
+                conn.execute(
+                    text(f"ALTER TABLE {quote(target.staging)}.{quote(moved)} SET SCHEMA {schema}")
+                )
+                conn.execute(text(f"ALTER TABLE {schema}.{quote(moved)} RENAME TO {quote(table)}"))
             else:
-                conn.execute(
-                    text(
-                        f"CREATE TABLE {name} ("
-                        + ", ".join(f"{quote(c.name)} {_SQL_TYPES[c.type]}" for c in cols)
-                        + ")"
-                    )
-                )
-                data = out.data
-                if data is None:  # unchanged table whose SQL copy cannot be trusted
-                    assert root is not None
-                    data = pq.read_table(root / out.consumer / f"{out.table}.parquet")
-                _copy(conn, name, [quote(c.name) for c in cols], data)
-            if out.table.lower() not in kept:
-                conn.execute(
-                    text(
-                        f"COMMENT ON {'VIEW' if out.table == 'audit_log' else 'TABLE'} "
-                        f"{name} IS {_literal(table_def(out.table).title)}"
-                    )
-                )
-                for c in cols:
-                    conn.execute(
-                        text(f"COMMENT ON COLUMN {name}.{quote(c.name)} IS {_literal(c.label)}")
-                    )
+                _load(conn, name, out, root)
+                _comment(conn, name, out)
+            if table not in kept:
                 conn.execute(text(f"GRANT SELECT ON {name} TO {role}"))
             audit_rows.append(
                 {
@@ -154,7 +153,7 @@ def _publish_sql(
                     "action": "sql",
                     "publication_id": publication_id,
                     "consumer": consumer,
-                    "object": f"{target.schema(consumer)}.{out.table.lower()}",
+                    "object": f"{target.schema(consumer)}.{table}",
                     "rows": out.rows,
                     "sha256": None,
                     "personal": out.personal,
@@ -162,7 +161,166 @@ def _publish_sql(
             )
     if audit_rows:
         conn.execute(insert(audit_log), audit_rows)
+    conn.execute(text(f"DROP SCHEMA IF EXISTS {quote(target.staging)} CASCADE"))
     return tuple(target.schema(c) for c in by_consumer)
+
+
+def _relations(conn: Connection, schema: str) -> list[tuple[str, str]]:
+    """(name, kind: 'r' table, 'v' view) of a schema's tables and views."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind IN ('r', 'v')"
+        ),
+        {"s": schema},
+    ).all()
+    return [(name, kind) for name, kind in rows]
+
+
+def _load(conn: Connection, name: str, out: _Output, root: Path | None) -> None:
+    """Create table `name` (quoted, qualified) with out's columns and copy its rows in: from
+    its data, or (an unchanged table whose SQL copy cannot be trusted) from its Parquet file
+    under `root`."""
+    quote = conn.dialect.identifier_preparer.quote
+    cols = [c for c, _ in out.columns]
+    conn.execute(
+        text(
+            f"CREATE TABLE {name} ("
+            + ", ".join(f"{quote(c.name)} {_SQL_TYPES[c.type]}" for c in cols)
+            + ")"
+        )
+    )
+    import psycopg  # only here: SQLite warehouses publish no SQL
+
+    data = out.data
+    if data is None:
+        assert root is not None
+        data = pq.read_table(root / out.consumer / f"{out.table}.parquet")
+    try:
+        _copy(conn, name, [quote(c.name) for c in cols], data)
+    except psycopg.Error as exc:
+        # PostgreSQL's message quotes the refused value (personal data, maybe): name the place.
+        where = _COPY_CONTEXT.search(exc.diag.context or "")
+        at = f"row {where['line']}, column {where['column']}" if where else "a row"
+        raise PublishError(
+            f"{out.consumer}/{out.table}: PostgreSQL refused {at} of the table's copy "
+            f"({type(exc).__name__}, SQLSTATE {exc.sqlstate})"
+        ) from None
+
+
+_COPY_CONTEXT = re.compile(r"COPY \S+, line (?P<line>\d+), column (?P<column>[^:]+)")
+
+
+def _comment(conn: Connection, name: str, out: _Output, *, view: bool = False) -> None:
+    """The table's title and its columns' Chinese labels, as comments (what a SQL client
+    shows beside them)."""
+    quote = conn.dialect.identifier_preparer.quote
+    kind = "VIEW" if view else "TABLE"
+    conn.execute(text(f"COMMENT ON {kind} {name} IS {_literal(table_def(out.table).title)}"))
+    for c, _ in out.columns:
+        conn.execute(text(f"COMMENT ON COLUMN {name}.{quote(c.name)} IS {_literal(c.label)}"))
+
+
+class SqlLoader:
+    """A publication's tables, loaded into PostgreSQL while its files are being written.
+
+    On a city night the consumers' schemas took 45 s to load after the files, in the last
+    transaction. Here a thread of its own, on a connection of its own, creates each table that
+    must be loaded (written this night, or unchanged but not loaded by the current publication)
+    in the staging schema (`SqlTarget.staging`, which no consumer's role may use), copies its
+    rows, comments it and commits, table by table. _publish_sql then moves the staged tables
+    into the consumers' schemas in the publication's last transaction, with the audit, so
+    readers still see the old tables or the new ones. A table the same as one already staged
+    (another consumer's same content) is copied inside PostgreSQL.
+
+        loader = SqlLoader(engine, target, previous, root).start()
+        loader.add(out)             # as each output's files are written or linked
+        staged = loader.finish()    # waits; raises the loader's error, if any
+        loader.discard()            # on failure: the staging schema is dropped
+    """
+
+    def __init__(self, engine: Engine, target: SqlTarget, previous: str | None, root: Path):
+        self.engine, self.target, self.previous, self.root = engine, target, previous, root
+        self._queue: queue.SimpleQueue[tuple[_Output, _Output | None] | None] = queue.SimpleQueue()
+        self._staged: dict[tuple[str, str], str] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sql-loader", daemon=True)
+        self._finished = False
+
+    def start(self) -> SqlLoader:
+        self._thread.start()
+        return self
+
+    def add(self, out: _Output, same: _Output | None = None) -> None:
+        """Load `out` (`same`: an output of the same content, added before it)."""
+        self._queue.put((out, same))
+
+    def finish(self) -> dict[tuple[str, str], str]:
+        """Wait for every table added; (consumer, table) -> its name in the staging schema."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return dict(self._staged)
+
+    def discard(self) -> None:
+        """Stop and drop the staging schema (the publication failed)."""
+        self._stop()
+        try:
+            with self.engine.begin() as conn:
+                self._drop(conn)
+        except Exception:  # the original error matters more; the next publication drops it
+            log.exception("the staging schema %s could not be dropped", self.target.staging)
+
+    def _stop(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _drop(self, conn: Connection) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {quote(self.target.staging)} CASCADE"))
+
+    def _run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                quote = conn.dialect.identifier_preparer.quote
+                self._drop(conn)  # left by a publication that died
+                conn.execute(text(f"CREATE SCHEMA {quote(self.target.staging)}"))
+                conn.execute(text(f"REVOKE ALL ON SCHEMA {quote(self.target.staging)} FROM PUBLIC"))
+                conn.commit()
+                while (item := self._queue.get()) is not None:
+                    if self._error is None:
+                        self._stage(conn, *item)
+                        conn.commit()
+        except BaseException as exc:  # raised by finish()
+            self._error = exc
+            while self._queue.get() is not None:
+                pass  # what is still added is not loaded
+
+    def _stage(self, conn: Connection, out: _Output, same: _Output | None) -> None:
+        if out.table == "audit_log":
+            return  # a view, created with the switch
+        if out.reused and self._kept(conn, out):
+            return  # its table in the consumer's schema stays
+        quote = conn.dialect.identifier_preparer.quote
+        staged = f"{out.consumer.lower()}__{out.table.lower()}"
+        name = f"{quote(self.target.staging)}.{quote(staged)}"
+        first = None if same is None else self._staged.get((same.consumer, same.table))
+        if first is not None:
+            conn.execute(
+                text(f"CREATE TABLE {name} AS TABLE {quote(self.target.staging)}.{quote(first)}")
+            )
+        else:
+            _load(conn, name, out, self.root)
+        _comment(conn, name, out)
+        self._staged[(out.consumer, out.table)] = staged
+
+    def _kept(self, conn: Connection, out: _Output) -> bool:
+        existing = _relations(conn, self.target.schema(out.consumer))
+        kept = _sql_kept(conn, self.target, out.consumer, [out], self.previous, existing)
+        return out.table.lower() in kept
 
 
 def _sql_kept(

@@ -42,7 +42,7 @@ from warehouse.publish.incremental import (
 )
 from warehouse.publish.inputs import audit_frame
 from warehouse.publish.people import for_people
-from warehouse.publish.sql import SqlTarget, _publish_sql
+from warehouse.publish.sql import SqlLoader, SqlTarget, _publish_sql
 from warehouse.publish.tables import (
     XLSX_BULK_MAX_ROWS,
     XLSX_MAX_ROWS,
@@ -326,6 +326,10 @@ def write_publication(
             started = files.utc_now()
             with engine.begin() as bookkeeping:
                 publication_id = _start(bookkeeping, as_of, actor, started)
+            loader = None
+            if engine.dialect.name == "postgresql" and target.enabled:
+                root = files.version_dir(publish_dir, publication_id)
+                loader = SqlLoader(engine, target, current, root).start()
             try:
                 outputs = _write_version(
                     publish_dir,
@@ -343,8 +347,11 @@ def write_publication(
                     reuse=reuse,
                     previous=previous,
                     workers=workers or _default_workers(),
+                    on_output=None if loader is None else loader.add,
                 )
             except BaseException:
+                if loader is not None:
+                    loader.discard()
                 _abandon(engine, publish_dir, publication_id)
                 raise
         try:
@@ -352,9 +359,10 @@ def write_publication(
             catalog_sha = files.seal(catalog)
             consumers = tuple(dict.fromkeys(o.consumer for o in outputs))
             schemas: tuple[str, ...] = ()
+            staged = None if loader is None else loader.finish()
             with engine.begin() as conn:
                 _audit(conn, publication_id, actor, outputs, catalog_sha)
-                if conn.dialect.name == "postgresql" and target.enabled:
+                if loader is not None:
                     schemas = _publish_sql(
                         conn,
                         outputs,
@@ -363,11 +371,14 @@ def write_publication(
                         actor,
                         previous=current,
                         root=files.version_dir(publish_dir, publication_id),
+                        staged=staged,
                     )
             files.switch(
                 publish_dir, publication_id, consumers, links=files.symlinks_supported(publish_dir)
             )
         except BaseException:
+            if loader is not None:
+                loader.discard()
             _abandon(engine, publish_dir, publication_id)
             raise
         finished = files.utc_now()
@@ -546,11 +557,14 @@ def _write_version(
     reuse: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     previous: _Previous | None = None,
     workers: int = 1,
+    on_output: Callable[[_Output, _Output | None], None] | None = None,
 ) -> list[_Output]:
     """Write one version folder from the prepared tables, which come in `parts`: an output is
     written as soon as its table and the tables its rows read have come (the writers work while
     the next part is computed). Catalogs list each consumer's tables in the access matrix's
-    order whatever the order of writing."""
+    order whatever the order of writing. `on_output(out, same)` is called with each output as
+    its data is known or its files are linked (same: the output of the same content it will
+    share files with, or None)."""
     root = files.version_dir(publish_dir, publication_id)
     root.mkdir(parents=True)
     planned, reuse = planned or {}, reuse or {}
@@ -613,6 +627,8 @@ def _write_version(
                                         _write_files, root, out, as_of, xlsx_max_rows, books
                                     )
                                 )
+                            if on_output is not None:
+                                on_output(out, same)
                             continue
                     if before is not None and previous is not None:
                         out = _Output(
@@ -628,6 +644,8 @@ def _write_version(
                         for f in out.files:
                             files.link_unchanged(previous.root / f["path"], root / f["path"])
                         done[(consumer, table)] = out
+                        if on_output is not None:
+                            on_output(out, None)
         for job in jobs:
             job.result()
     by_consumer: dict[str, list[_Output]] = {
