@@ -11,7 +11,10 @@ import openpyxl
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from domain.cell_width import wrapped_lines, wrapped_lines_each
 from expectations.divisions import town_order
 from tasks.publication import town_summary
 from warehouse import published
@@ -109,3 +112,17 @@ def test_columns_fit_what_they_show_and_long_text_wraps(
     # amounts with their cents in every row (164.00 under 1,283.19), as numbers
     assert ws["E2"].value == 164.0 and ws["E2"].number_format == "#,##0.00"
     assert width["E"] >= len("1,283.19")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text()), max_size=30),
+    column=st.floats(min_value=0, max_value=80, allow_nan=False),
+)
+def test_row_heights_are_counted_as_one_cell_at_a_time_would(
+    texts: list[str | None], column: float
+) -> None:
+    """wrapped_lines_each (Arrow, a whole column) gives wrapped_lines of each text: CJK and
+    other full-width characters two units, astral ones too, a missing text one line."""
+    each = wrapped_lines_each(pa.array(texts, pa.string()), column)
+    assert each.tolist() == [wrapped_lines(t or "", column) for t in texts]

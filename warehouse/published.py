@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -44,6 +45,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -51,7 +53,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from datashare.errors import PublishLocked  # re-exported: old import path
-from domain.cell_width import display_width, wrapped_lines
+from domain.cell_width import display_width, wrapped_lines, wrapped_lines_each
 
 VERSIONS = ".versions"
 CURRENT = "current"
@@ -198,9 +200,15 @@ def write_xlsx(
         sheet_.set_row(0, _XLSX_LINE * head_lines)
     for col, label in enumerate(labels):
         sheet_.write_string(0, col, label, header)
+    # Lines per row: the most its wrapped cells take.
+    row_lines = functools.reduce(
+        np.maximum,
+        (wrapped_lines_each(table.column(c), widths[c]) for c in sorted(wrapped)),
+        np.ones(table.num_rows, dtype=np.int64),
+    ).tolist()
     for row in range(table.num_rows):
         r = row + 1
-        lines = max((wrapped_lines(columns[c][row] or "", widths[c]) for c in wrapped), default=1)
+        lines = row_lines[row]
         if lines > 1:  # before the row's cells: constant_memory writes row by row
             sheet_.set_row(r, _XLSX_LINE * min(lines, _XLSX_MAX_LINES), top_fmt)
         for col, kind in enumerate(types):
