@@ -4,6 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -36,12 +37,14 @@ from tasks.profiles import (
     _first_names_of,
     _in_dept_order,
     _Picker,
+    _seen,
     _seen_any_dept,
     _seen_rows,
     household_profile,
     person_profile,
 )
 from warehouse.db import connect, upgrade
+from warehouse.tables import person_sources
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function BaseConnection.__del__"
@@ -370,3 +373,55 @@ def test_first_names_equal_the_ordered_distinct_on(rows: list[tuple[str, str, st
     )
     got = _first_names_of(named).sort_by("person_key")
     assert got.to_pylist() == ordered.to_pylist()
+
+
+def test_persons_seen_are_aggregated_alike_in_every_warehouse(engine: Engine) -> None:
+    """_seen in the warehouse (PostgreSQL aggregates in the database, SQLite reads the rows)
+    equals _seen_rows over the rows first seen by the date: keys and ids compared byte by byte
+    (K2 before k1, é after z), the smallest id, departments in DEPT_ORDER; a department outside
+    it comes after them."""
+    rng = random.Random(13)
+    keys = ["k1", "k2", "K2", "k10", "z", "é", "0"]
+    ids = ["610327199001011234", "61032719900101123X", "110101200001010011"]
+    rows = {}
+    for _ in range(300):
+        person = rng.choice(keys)
+        dataset = rng.choice(["XC_REN", "MZ_DIBAO", "YB_CANBAO", "GA_BIANDONG", "CL_CANJI"])
+        rows[(person, dataset, rng.choice(["id_number", "head_id_number"]))] = {
+            "dept": rng.choice(DEPT_ORDER),
+            "id_number": rng.choice(ids),
+            "first_seen": D + timedelta(days=rng.randint(-3, 2)),
+        }
+
+    def inserted(more: dict[tuple[str, str, str], dict[str, object]]) -> pd.DataFrame:
+        with engine.begin() as conn:
+            conn.execute(
+                person_sources.insert(),
+                [
+                    {"person_key": p, "dataset": d, "id_column": c, **v}
+                    for (p, d, c), v in more.items()
+                ],
+            )
+        with engine.connect() as conn:
+            return _seen(conn, D)
+
+    def expected() -> pd.DataFrame:
+        seen = [(k, v) for k, v in rows.items() if v["first_seen"] <= D]
+        return _seen_rows(
+            pa.table(
+                {
+                    "person_key": pa.array([k[0] for k, _ in seen], pa.string()),
+                    "id_number": pa.array([v["id_number"] for _, v in seen], pa.string()),
+                    "dept": pa.array([v["dept"] for _, v in seen], pa.string()),
+                }
+            )
+        )
+
+    got = inserted(rows)
+    assert got.equals(expected())
+    assert got["person_key"].tolist()[:3] == ["0", "K2", "k1"]
+    outside = {("k1", "ZZ_NEW", "id_number"): {"dept": "ZZ", "id_number": ids[0], "first_seen": D}}
+    rows |= outside
+    got = inserted(outside)
+    assert got.equals(expected())
+    assert got.set_index("person_key").loc["k1", "sources"].endswith(",ZZ")
