@@ -18,8 +18,10 @@ sides agree on (ISO dates, `12.50`, true/false). Nothing here knows about datase
 from __future__ import annotations
 
 import io
+import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -201,6 +203,46 @@ def _sqlite_arrow(conn: Connection, statement: Select[Any], schema: pa.Schema) -
     return pa.Table.from_arrays(
         [rows.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
     )
+
+
+def fetch_arrow_all(
+    conn: Connection, reads: Sequence[tuple[Executable, pa.Schema]], *, at_once: int = 3
+) -> list[pa.Table]:
+    """fetch_arrow of each (statement, schema), several at once when other connections see
+    what `conn` sees: on PostgreSQL while its transaction has written nothing (each read on a
+    connection of its own from the engine's pool), on SQLite while a reader process may read
+    (warehouse.sqlite_reads). Otherwise, and for a read the reader cannot do, one after the
+    other on `conn`. The same tables in the same order either way.
+
+    A night's sixteen narrow reads of every dataset's names (3.1M rows of a city) went one at
+    a time: on PostgreSQL the database formatted each COPY while the client waited.
+    """
+    if len(reads) < 2:
+        return [fetch_arrow(conn, s, schema) for s, schema in reads]
+    if is_postgres(conn):
+        if conn.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None:
+            return [fetch_arrow(conn, s, schema) for s, schema in reads]  # its own writes
+
+        def apart(read: tuple[Executable, pa.Schema]) -> pa.Table:
+            with conn.engine.connect() as other:
+                return fetch_arrow(other, *read)
+
+        with ThreadPoolExecutor(min(at_once, len(reads))) as pool:
+            return list(pool.map(apart, reads))
+    database = sqlite_reads.database_file(conn)
+    if database is None or not all(isinstance(s, Select) for s, _ in reads):
+        return [fetch_arrow(conn, s, schema) for s, schema in reads]
+    sqls = [_literal_sql(conn, s) for s, _ in reads]
+    with ThreadPoolExecutor(min(at_once, len(reads))) as pool:
+        found = list(
+            pool.map(
+                sqlite_reads.read_file, itertools.repeat(database), sqls, (r[1] for r in reads)
+            )
+        )
+    return [
+        rows if rows is not None else _sqlite_arrow(conn, s, schema)  # type: ignore[arg-type]
+        for rows, (s, schema) in zip(found, reads, strict=True)
+    ]
 
 
 def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> pa.Table:

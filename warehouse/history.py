@@ -69,6 +69,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
 
 from datashare.errors import HistoryError, MergeOrderError  # re-exported: old import path
@@ -913,10 +914,17 @@ def rows_as_of(
     asked for (typed as history_schema), no ORDER BY (the database's sort is most of a narrow
     read's time on SQLite). `where`: an extra condition on the history table.
     """
+    return fetch_arrow(conn, *as_of_read(dataset, as_of, columns, where))
+
+
+def as_of_read(
+    dataset: str, as_of: date, columns: Sequence[str], where: Any = None
+) -> tuple[Select[Any], pa.Schema]:
+    """rows_as_of's statement and schema (for warehouse.bulk.fetch_arrow_all)."""
     table = history_tables[dataset]
     names = list(dict.fromkeys(columns))
     full = history_schema(get_contract(dataset))
     query = select(*(table.c[n] for n in names)).where(valid_on(table, as_of))
     if where is not None:
         query = query.where(where)
-    return fetch_arrow(conn, query, pa.schema([full.field(n) for n in names]))
+    return query, pa.schema([full.field(n) for n in names])

@@ -101,10 +101,19 @@ def _sweep(folder: Path) -> None:
 def read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table | None:
     """The rows of `sql` typed by `schema`, read in a reader process; None when the reader
     cannot say (see the module's docstring), and the caller reads them itself."""
+    database = database_file(conn)
+    if database is None:
+        return None
+    return read_file(database, sql, schema)
+
+
+def read_file(database: Path, sql: str, schema: pa.Schema) -> pa.Table | None:
+    """read() of a database file whose committed state is what the caller sees (as
+    database_file gives it); safe to call from several threads at once (the readers are a
+    pool of processes)."""
     if any(pa.types.is_timestamp(f.type) or pa.types.is_decimal(f.type) for f in schema):
         return None
-    database = database_file(conn)
-    if database is None or not available():
+    if not available():
         return None
     pool = _readers()
     if pool is None:

@@ -20,8 +20,8 @@ from tasks.alerts.facts import DEPT_ORDER, FINDING_COLUMNS, read_current
 from tasks.alerts.findings import _text, person_findings, sources
 from tasks.alerts.reading import read_once
 from tasks.alerts.rules import RuleInput
-from warehouse.bulk import staging
-from warehouse.history import rows_as_of
+from warehouse.bulk import fetch_arrow_all, staging
+from warehouse.history import as_of_read
 from warehouse.tables import history_tables, person_key_column
 
 
@@ -126,14 +126,19 @@ def name_keys(conn: Connection, as_of: date) -> pa.Table:
 
 
 def _read_name_keys(conn: Connection, as_of: date) -> pa.Table:
-    parts = []
-    for dataset, dept, id_col, name_col in _name_pairs():
+    pairs = _name_pairs()
+    reads = []
+    for dataset, _, id_col, name_col in pairs:
         table = history_tables[dataset]
+        key_col = person_key_column(id_col)
+        columns = [get_contract(dataset).key[0], key_col, name_col]
+        reads.append(as_of_read(dataset, as_of, columns, where=table.c[key_col].is_not(None)))
+    parts = []
+    for (dataset, dept, id_col, name_col), rows in zip(
+        pairs, fetch_arrow_all(conn, reads), strict=True
+    ):
         lead = get_contract(dataset).key[0]
         key_col = person_key_column(id_col)
-        rows = rows_as_of(
-            conn, dataset, as_of, [lead, key_col, name_col], where=table.c[key_col].is_not(None)
-        )
         n = rows.num_rows
         parts.append(
             pa.table(
