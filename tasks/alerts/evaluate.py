@@ -14,7 +14,13 @@ from sqlalchemy import Connection
 from domain.alert_rules import Rule, declared_rules, function_of
 from expectations.release import release_digest
 from tasks.alerts import names, rules  # noqa: F401  (their @implements bind the rule functions)
-from tasks.alerts.facts import FINDING_COLUMNS, Facts, load_facts, read_current
+from tasks.alerts.facts import (
+    FINDING_COLUMNS,
+    CurrentRead,
+    Facts,
+    load_facts,
+    read_current_all,
+)
 from tasks.alerts.params import RuleParams
 from tasks.alerts.reading import read_once, warehouse_state
 from tasks.alerts.rules import RuleInput, _latest_assessment, _on_dibao
@@ -52,15 +58,10 @@ def alert_ids(rule_ids: pd.Series, subjects: pd.Series) -> pd.Series:
 def load_department_facts(conn: Connection, facts: Facts) -> Facts:
     """Facts with the departments' latest data the rules read (facts.extra, by dataset)."""
     as_of = facts.as_of
-    extra = {
-        "ZJ_FANGWU": _latest_assessment(conn, facts),
-        "JT_XUEJI": read_current(
-            conn, "JT_XUEJI", as_of, ["person_key", "stage", "enrolment_status", "status_date"]
-        ),
-        "CL_CANJI": read_current(
-            conn,
+    reads: list[CurrentRead] = [
+        ("JT_XUEJI", ["person_key", "stage", "enrolment_status", "status_date"], None),
+        (
             "CL_CANJI",
-            as_of,
             [
                 "person_key",
                 "id_number",
@@ -71,14 +72,11 @@ def load_department_facts(conn: Connection, facts: Facts) -> Facts:
                 "living_subsidy",
                 "care_subsidy",
             ],
+            None,
         ),
-        "RS_JIUYE": read_current(
-            conn, "RS_JIUYE", as_of, ["person_key", "employment_status", "monthly_income"]
-        ),
-        "SL_YINSHUI": read_current(
-            conn,
+        ("RS_JIUYE", ["person_key", "employment_status", "monthly_income"], None),
+        (
             "SL_YINSHUI",
-            as_of,
             [
                 "head_person_key",
                 "survey_date",
@@ -88,19 +86,22 @@ def load_department_facts(conn: Connection, facts: Facts) -> Facts:
                 "convenience_ok",
                 "reliability_ok",
             ],
+            None,
         ),
-        "NY_CHANYE": read_current(
-            conn,
+        (
             "NY_CHANYE",
-            as_of,
             ["project_id", "head_person_key", "industry", "year", "project_status"],
+            None,
         ),
-        "MZ_DIBAO": read_current(
-            conn,
+        (
             "MZ_DIBAO",
-            as_of,
             ["person_key", "id_number", "name", "village_code", "assistance_type", "status"],
+            None,
         ),
+    ]
+    extra = {
+        "ZJ_FANGWU": _latest_assessment(conn, facts),
+        **dict(zip((r[0] for r in reads), read_current_all(conn, as_of, reads), strict=True)),
     }
     extra["CL_CANJI"] = extra["CL_CANJI"].loc[extra["CL_CANJI"]["person_key"].notna()]
     facts = Facts(

@@ -16,9 +16,9 @@ from domain import definitions as dd
 from domain.labels import FEEDBACK_STATUS  # XC_HECHA's outcomes, with their labels
 from expectations.contract import get_contract
 from tasks.alerts.params import DIVISIONS
-from warehouse.bulk import fetch_arrow, is_postgres
-from warehouse.history import history_schema, rows_as_of
-from warehouse.tables import deliveries, history_merges, history_tables, valid_on
+from warehouse.bulk import fetch_arrow_all, is_postgres
+from warehouse.history import as_of_read, history_schema
+from warehouse.tables import deliveries, history_merges, history_tables
 
 DEPT_ORDER = ("XC", "MZ", "ZJ", "JT", "YB", "WJ", "RS", "NY", "CL", "SL", "GA")
 FINDING_COLUMNS = [
@@ -81,27 +81,45 @@ def read_current(
     The narrow form of warehouse.history.current_rows: the same as-of semantics (latest
     snapshot on or before the date; current corrected events), only the columns a rule needs.
     """
-    contract = get_contract(dataset)
-    table = history_tables[dataset]
-    names = list(dict.fromkeys([*columns, "delivery_id", "source_file"]))
-    full = history_schema(contract)
-    if is_postgres(conn):
-        query = select(*(table.c[n] for n in names)).where(valid_on(table, as_of))
-        if where is not None:
-            query = query.where(where)
-        query = query.order_by(*(table.c[k] for k in contract.key))
-        rows = fetch_arrow(conn, query, pa.schema([full.field(n) for n in names]))
-    else:
-        # SQLite compares keys (text, dates as ISO text, numbers) as Arrow does: sorting here
-        # gives its ORDER BY's order for a fraction of its time (keys are unique on a date).
-        rows = rows_as_of(conn, dataset, as_of, [*names, *contract.key], where)
-        order = pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in contract.key])
-        rows = rows.take(order).select(names)
-    frame = rows.to_pandas(types_mapper=_PANDAS_TYPES.get, date_as_object=False)
-    for name in names:
-        if pa.types.is_date(full.field(name).type):
-            frame[name] = frame[name].astype("datetime64[s]")
-    return frame
+    return read_current_all(conn, as_of, [(dataset, columns, where)])[0]
+
+
+CurrentRead = tuple[str, Sequence[str], "ColumnElement[bool] | None"]
+
+
+def read_current_all(
+    conn: Connection, as_of: date, reads: Sequence[CurrentRead]
+) -> list[pd.DataFrame]:
+    """read_current of each (dataset, columns, where), the reads made several at once where
+    they can be (warehouse.bulk.fetch_arrow_all)."""
+    postgres = is_postgres(conn)
+    plans = []
+    for dataset, columns, where in reads:
+        contract = get_contract(dataset)
+        table = history_tables[dataset]
+        names = list(dict.fromkeys([*columns, "delivery_id", "source_file"]))
+        if postgres:
+            query, schema = as_of_read(dataset, as_of, names, where)
+            query = query.order_by(*(table.c[k] for k in contract.key))
+        else:
+            # SQLite compares keys (text, dates as ISO text, numbers) as Arrow does: sorting
+            # here gives its ORDER BY's order for a fraction of its time (keys are unique on a
+            # date).
+            query, schema = as_of_read(dataset, as_of, [*names, *contract.key], where)
+        plans.append((query, schema, names, contract))
+    fetched = fetch_arrow_all(conn, [(query, schema) for query, schema, _, _ in plans])
+    frames = []
+    for rows, (_, _, names, contract) in zip(fetched, plans, strict=True):
+        if not postgres:
+            order = pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in contract.key])
+            rows = rows.take(order).select(names)
+        frame = rows.to_pandas(types_mapper=_PANDAS_TYPES.get, date_as_object=False)
+        full = history_schema(contract)
+        for name in names:
+            if pa.types.is_date(full.field(name).type):
+                frame[name] = frame[name].astype("datetime64[s]")
+        frames.append(frame)
+    return frames
 
 
 def _latest_delivery(conn: Connection, dataset: str, as_of: date) -> tuple[str, str] | None:
@@ -148,55 +166,65 @@ class Facts:
 
 def load_facts(conn: Connection, as_of: date) -> Facts:
     """Roster, deaths and twelve-month settlements as of a date (the frames most rules share)."""
-    hu = read_current(
+    yb = history_tables["YB_JIESUAN"].c
+    start = as_of - timedelta(days=365)
+    hu, ren, ga, rows = read_current_all(
         conn,
-        "XC_HU",
         as_of,
         [
-            "household_id",
-            "town",
-            "village",
-            "village_code",
-            "head_name",
-            "head_id_number",
-            "head_person_key",
-            "household_size",
-            "household_type",
-            "monitoring_category",
-            "risk_types",
-            "risk_eliminated",
-            "income_per_capita",
+            (
+                "XC_HU",
+                [
+                    "household_id",
+                    "town",
+                    "village",
+                    "village_code",
+                    "head_name",
+                    "head_id_number",
+                    "head_person_key",
+                    "household_size",
+                    "household_type",
+                    "monitoring_category",
+                    "risk_types",
+                    "risk_eliminated",
+                    "income_per_capita",
+                ],
+                None,
+            ),
+            (
+                "XC_REN",
+                [
+                    "household_id",
+                    "name",
+                    "id_number",
+                    "person_key",
+                    "relation",
+                    "gender",
+                    "birth_date",
+                    "labour_skill",
+                ],
+                None,
+            ),
+            (
+                "GA_BIANDONG",
+                ["event_id", "name", "id_number", "person_key", "change_type", "change_date"],
+                None,
+            ),
+            (
+                "YB_JIESUAN",
+                [
+                    "settlement_id",
+                    "settle_kind",
+                    "person_key",
+                    "settle_date",
+                    "self_burden",
+                    "cancelled",
+                ],
+                (yb.settle_date > start) & (yb.settle_date <= as_of),
+            ),
         ],
     )
     hu = hu.assign(monitored=dd.monitored(hu["monitoring_category"], hu["risk_eliminated"]))
-    ren = read_current(
-        conn,
-        "XC_REN",
-        as_of,
-        [
-            "household_id",
-            "name",
-            "id_number",
-            "person_key",
-            "relation",
-            "gender",
-            "birth_date",
-            "labour_skill",
-        ],
-    )
-    ga = read_current(
-        conn,
-        "GA_BIANDONG",
-        as_of,
-        [
-            "event_id",
-            "name",
-            "id_number",
-            "person_key",
-            "change_type",
-            "change_date",
-        ],
-    )
     deaths = (
         ga.loc[dd.died_by(ga["change_type"], ga["change_date"], as_of)]
         .sort_values(["person_key", "change_date", "event_id"])
@@ -231,22 +259,6 @@ def load_facts(conn: Connection, as_of: date) -> Facts:
         monitored=members["monitored"].fillna(False).astype(bool),
     )
 
-    yb = history_tables["YB_JIESUAN"].c
-    start = as_of - timedelta(days=365)
-    rows = read_current(
-        conn,
-        "YB_JIESUAN",
-        as_of,
-        [
-            "settlement_id",
-            "settle_kind",
-            "person_key",
-            "settle_date",
-            "self_burden",
-            "cancelled",
-        ],
-        where=(yb.settle_date > start) & (yb.settle_date <= as_of),
-    )
     # History flags the cancelled 正常 row (cancelled); a 冲销 in the window is checked too.
     keep = dd.counted_settlements(rows["settlement_id"], rows["settle_kind"], rows["cancelled"])
     settlements = rows.loc[keep].assign(
