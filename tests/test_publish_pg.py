@@ -348,7 +348,7 @@ def test_a_table_postgresql_refuses_fails_the_loader_and_is_named(pg: Warehouse)
     loader = SqlLoader(pg.engine, pg.target, None, Path("unused")).start()
     loader.add(bad)
     loader.add(good)
-    with pytest.raises(PublishError, match=r"MZ/town_summary: .* row 1, column households") as e:
+    with pytest.raises(PublishError, match=r"MZ/town_summary：.*第 1 行的列 households") as e:
         loader.finish()
     assert "十二" not in str(e.value) and e.value.__suppress_context__
     with pg.engine.connect() as conn:

@@ -201,10 +201,11 @@ def _load(conn: Connection, name: str, out: _Output, root: Path | None) -> None:
     except psycopg.Error as exc:
         # PostgreSQL's message quotes the refused value (personal data, maybe): name the place.
         where = _COPY_CONTEXT.search(exc.diag.context or "")
-        at = f"row {where['line']}, column {where['column']}" if where else "a row"
+        at = f"第 {where['line']} 行的列 {where['column']}" if where else "其中一行"
         raise PublishError(
-            f"{out.consumer}/{out.table}: PostgreSQL refused {at} of the table's copy "
-            f"({type(exc).__name__}, SQLSTATE {exc.sqlstate})"
+            f"{out.consumer}/{out.table}：PostgreSQL 拒绝了发布表{at}（{type(exc).__name__}，"
+            f"SQLSTATE {exc.sqlstate}），无法发布。请确认仓库结构已是最新版本"
+            "（datashare db upgrade）；仍然出错请报告开发人员"
         ) from None
 
 
