@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -232,6 +233,20 @@ def test_publishing_again_is_idempotent_and_the_audit_log_append_only(
             conn.execute(text(statement))
 
 
+def _publish(pg: Warehouse, out: Path, tables: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """One publication of the shared tables (or `tables`) into the files and pg's schemas."""
+    return publish(
+        pg.engine,
+        out,
+        as_of=AS_OF,
+        secret=SECRET,
+        tables=shared_tables() if tables is None else tables,
+        sql=pg.target,
+        xlsx_max_rows=0,
+        **kw,
+    )
+
+
 def _schemas(engine: Engine, prefix: str) -> set[str]:
     with engine.connect() as conn:
         return set(
@@ -248,15 +263,7 @@ def test_tables_load_beside_the_files_and_readers_see_the_old_ones_until_the_swi
     consumer's role reads the first publication's rows until the last transaction moves the
     new ones in; afterwards the staging schema is gone."""
     out = tmp_path / "pub"
-    publish(
-        pg.engine,
-        out,
-        as_of=AS_OF,
-        secret=SECRET,
-        tables=shared_tables(),
-        sql=pg.target,
-        xlsx_max_rows=0,
-    )
+    _publish(pg, out)
     mz, role = pg.target.schema("MZ"), pg.target.role("MZ")
     fewer = shared_tables()
     fewer["MZ_DIBAO"] = fewer["MZ_DIBAO"].iloc[:1]
@@ -266,16 +273,7 @@ def test_tables_load_beside_the_files_and_readers_see_the_old_ones_until_the_swi
         if consumer == "MZ":
             seen.append(_as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao'))
 
-    second = publish(
-        pg.engine,
-        out,
-        as_of=AS_OF,
-        secret=SECRET,
-        tables=fewer,
-        sql=pg.target,
-        xlsx_max_rows=0,
-        on_consumer=meanwhile,
-    )
+    second = _publish(pg, out, fewer, on_consumer=meanwhile)
     assert seen == [[(2,)]]  # the files were written; the old table still served
     assert _as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao') == [(1,)]
     assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)
@@ -287,8 +285,8 @@ def test_tables_load_beside_the_files_and_readers_see_the_old_ones_until_the_swi
         ).scalar_one()
     assert title == table_def("MZ_DIBAO").title
     assert second.sql_schemas == tuple(pg.target.schema(c) for c in CONSUMERS)
-    # Consumers given the same content (one staged table copied inside PostgreSQL) read the
-    # same rows as the files hold.
+    # Every consumer's moved tables (some copied inside PostgreSQL from another consumer's
+    # staged table of the same content) are readable by its role and leak-free.
     for consumer in CONSUMERS:
         assert (
             assert_no_leaks(
@@ -303,15 +301,7 @@ def test_a_failed_publication_leaves_the_old_tables_and_no_staging(
     pg: Warehouse, tmp_path: Path
 ) -> None:
     out = tmp_path / "pub"
-    publish(
-        pg.engine,
-        out,
-        as_of=AS_OF,
-        secret=SECRET,
-        tables=shared_tables(),
-        sql=pg.target,
-        xlsx_max_rows=0,
-    )
+    _publish(pg, out)
     # A staging schema left by a publication that died is dropped by the next one.
     with pg.engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{pg.target.staging}"'))
@@ -324,16 +314,7 @@ def test_a_failed_publication_leaves_the_old_tables_and_no_staging(
             raise RuntimeError("the disk is full")
 
     with pytest.raises(RuntimeError, match="the disk is full"):
-        publish(
-            pg.engine,
-            out,
-            as_of=AS_OF,
-            secret=SECRET,
-            tables=fewer,
-            sql=pg.target,
-            xlsx_max_rows=0,
-            on_consumer=fail,
-        )
+        _publish(pg, out, fewer, on_consumer=fail)
     mz, role = pg.target.schema("MZ"), pg.target.role("MZ")
     assert _as_role(pg.engine, role, f'SELECT count(*) FROM "{mz}".mz_dibao') == [(2,)]
     assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)

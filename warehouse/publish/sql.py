@@ -270,7 +270,7 @@ class SqlLoader:
             with self.engine.begin() as conn:
                 self._drop(conn)
         except Exception:  # the original error matters more; the next publication drops it
-            log.exception("the staging schema %s could not be dropped", self.target.staging)
+            log.exception("暂存模式 %s 未能删除；下次发布时会删除", self.target.staging)
 
     def _stop(self) -> None:
         if not self._finished:
