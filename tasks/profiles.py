@@ -202,11 +202,7 @@ def _seen_in_postgres(conn: Connection, as_of: date) -> pa.Table | None:
         [(dept, rank) for rank, dept in enumerate(DEPT_ORDER)]
     )
     ranked = (
-        select(
-            ps.person_key,
-            ps.id_number,
-            order.c.rank,
-        )
+        select(ps.person_key, ps.id_number, order.c.rank)
         .select_from(person_sources.outerjoin(order, order.c.dept == ps.dept))
         .where(ps.first_seen <= as_of)
         .subquery()

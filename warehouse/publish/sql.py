@@ -292,9 +292,8 @@ class SqlLoader:
                 conn.execute(text(f"REVOKE ALL ON SCHEMA {quote(self.target.staging)} FROM PUBLIC"))
                 conn.commit()
                 while (item := self._queue.get()) is not None:
-                    if self._error is None:
-                        self._stage(conn, *item)
-                        conn.commit()
+                    self._stage(conn, *item)
+                    conn.commit()
         except BaseException as exc:  # raised by finish()
             self._error = exc
             while self._queue.get() is not None:
