@@ -756,6 +756,76 @@ def _column_text(values: Sequence[object]) -> list[str | None]:
     return [_cell_text(v) for v in values]
 
 
+def _sheet_columns(
+    rows: Sequence[Sequence[object]], width: int, identifiers: set[int]
+) -> tuple[list[pa.Array], dict[int, np.ndarray]]:
+    """A sheet's data rows as text columns (`_column_text`), and for the `identifiers`
+    positions the rows whose cell is an inexact number (`_inexact_number`).
+
+    A column of text cells or of number cells is converted by Arrow in one call; any other
+    column (dates, booleans, a mix) cell by cell, as before: the same text either way
+    (tests/test_read_columns.py holds them equal)."""
+    if not rows:
+        return _rows_to_columns([], width), {}
+    grid = np.empty((len(rows), width), dtype=object)
+    if all(len(r) == width for r in rows):  # as calamine gives them
+        grid[:, :] = rows
+    else:
+        for i, r in enumerate(rows):
+            grid[i, : len(r)] = r
+    columns = []
+    numbers = {}
+    for p in range(width):
+        text, inexact = _cells_text(grid[:, p])
+        columns.append(text)
+        if p in identifiers:
+            numbers[p] = inexact
+    return columns, numbers
+
+
+_TEXT_CELLS = frozenset({str, type(None)})
+_CELL_KIND = {str: 0, type(None): 0, float: 1}  # text, number; anything else: 2
+
+
+def _cells_text(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """One column of cells (an object array) as `_column_text` renders it, and where its cells
+    are inexact numbers (`_inexact_number`).
+
+    Text cells and integral number cells (the common kinds) are converted by Arrow, a group at
+    a time; the rest (fractions, dates, booleans …) cell by cell, as before."""
+    n = len(values)
+    if set(map(type, values)) <= _TEXT_CELLS:
+        return _text_cells(values), np.zeros(n, dtype=bool)
+    kind = np.fromiter((_CELL_KIND.get(t, 2) for t in map(type, values)), np.int8, count=n)
+    inexact = np.zeros(n, dtype=bool)
+    groups: list[tuple[np.ndarray, pa.Array]] = []
+    text = np.flatnonzero(kind == 0)
+    groups.append((text, _text_cells(values[text])))
+    number = np.flatnonzero(kind == 1)
+    numbers = values[number].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        exact = np.isfinite(numbers) & (numbers == np.trunc(numbers)) & (np.abs(numbers) < 2**53)
+    inexact[number[~exact]] = True
+    integers = pa.array(numbers[exact].astype(np.int64)).cast(pa.large_string())
+    groups.append((number[exact], integers))
+    rest = np.concatenate([number[~exact], np.flatnonzero(kind == 2)])
+    cells = values[rest]
+    groups.append((rest, pa.array(_column_text(cells), pa.large_string())))
+    inexact[rest] |= np.fromiter(map(_inexact_number, cells), dtype=bool, count=len(rest))
+    where = np.concatenate([g[0] for g in groups])
+    joined = pa.concat_arrays([g[1] for g in groups])
+    return joined.take(pa.array(np.argsort(where, kind="stable"))), inexact
+
+
+def _text_cells(values: np.ndarray) -> pa.Array:
+    """Text or empty cells as Arrow text, an empty string as null (`_cell_text`)."""
+    text = pa.array(values, pa.large_string())
+    empty = pc.equal(text, "").fill_null(False)
+    if pc.any(empty).as_py():
+        text = pc.if_else(empty, pa.scalar(None, pa.large_string()), text)
+    return text
+
+
 def _inexact_number(value: object) -> bool:
     """A number cell whose digits cannot be trusted as an identifier: not an integer, or at
     or beyond 2^53 (where a float no longer holds every integer)."""
@@ -950,17 +1020,9 @@ def _read_book_here(
         footers += 1
     data = cells[h + 1 : len(cells) - footers]
     width = len(cells[h])
-    by_column = list(zip(*data, strict=True)) if data else []
-    columns = (
-        [pa.array(_column_text(col), pa.large_string()) for col in by_column]
-        if data
-        else _rows_to_columns([], width)
-    )
-    flags = {
-        c: np.fromiter(map(_inexact_number, by_column[p]), dtype=bool, count=len(data))
-        for c, p in header.positions.items()
-        if c in _identifier_columns(contract) and data
-    }
+    identifiers = {p for c, p in header.positions.items() if c in _identifier_columns(contract)}
+    columns, numbers = _sheet_columns(data, width, identifiers)
+    flags = {c: numbers[p] for c, p in header.positions.items() if p in numbers}
     frame, blanks = _assemble(columns, header, h + 2, len(data), flags)
     return _SheetRead(frame, name, h + 1, header.missing, header.extra, footers, blanks)
 
