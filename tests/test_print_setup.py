@@ -10,14 +10,12 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pyarrow as pa
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.cell_width import wrapped_lines, wrapped_lines_each
 from expectations.divisions import town_order
 from tasks.publication import town_summary
-from warehouse import published
 from warehouse.published import write_xlsx
 
 
@@ -78,12 +76,7 @@ def _shown(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
 
 
-@pytest.mark.parametrize("in_memory", [True, False])  # small sheets, and row by row on disk
-def test_columns_fit_what_they_show_and_long_text_wraps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
-) -> None:
-    if not in_memory:
-        monkeypatch.setattr(published, "_XLSX_IN_MEMORY_CELLS", 0)
+def test_columns_fit_what_they_show_and_long_text_wraps(tmp_path: Path) -> None:
     reason = "身份证号第7-14位的出生日期不合理（不是真实日期，或早于1900年、晚于交换日期）"
     table = pa.table(
         {

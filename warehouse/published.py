@@ -54,6 +54,7 @@ import xlsxwriter
 
 from datashare.errors import PublishLocked  # re-exported: old import path
 from domain.cell_width import display_width, wrapped_lines, wrapped_lines_each
+from warehouse.sheet_xml import SheetPlan, data_rows, insert_rows
 
 VERSIONS = ".versions"
 CURRENT = "current"
@@ -64,7 +65,6 @@ POINTER = "CURRENT"  # copy mode only: the id of the publication copied onto the
 _LINK_PREFIX = f"../{CURRENT}/"
 # Excel shows local time; the county is in China (one time zone, no daylight saving).
 _LOCAL = timezone(timedelta(hours=8))
-_XLSX_IN_MEMORY_CELLS = 500_000
 _FORMULA_STARTS = ("=", "+", "@", "\t", "\r")
 _XLSX_OPTIONS = {
     "strings_to_numbers": False,
@@ -123,10 +123,6 @@ def _excel_sheet_name(title: str) -> str:
     return title.strip()[:31] or "data"
 
 
-def _python_columns(table: pa.Table) -> list[list[Any]]:
-    return [table.column(i).to_pylist() for i in range(table.num_columns)]
-
-
 def write_xlsx(
     path: Path,
     table: pa.Table,
@@ -143,13 +139,46 @@ def write_xlsx(
     a number, a mark as text set apart (grey, italic, right-aligned) and `note` below the table
     says what it means. The workbook's creation date is the exchange date, so the same table
     gives the same bytes.
+
+    xlsxwriter writes the workbook around the data (styles, columns, page setup, filter,
+    header, note); the data rows are built by Arrow (warehouse.sheet_xml) as xlsxwriter's
+    constant-memory mode would write them, and put in after the header.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Small sheets are built in memory (no temporary files); large ones row by row on disk.
-    small = table.num_rows * max(table.num_columns, 1) <= _XLSX_IN_MEMORY_CELLS
-    workbook = xlsxwriter.Workbook(
-        str(path), {**_XLSX_OPTIONS, "in_memory": small, "constant_memory": not small}
-    )
+    book = io.BytesIO()
+    frame = xlsx_frame(book, table, labels, sheet=sheet, created=created, counts=counts, note=note)
+    frame.workbook.close()
+    rows, last = data_rows(table, frame.plan, _LOCAL)
+    last_row = table.num_rows + 2 if note else last
+    content = insert_rows(book.getvalue(), rows, last_row, max(table.num_columns - 1, 0))
+    path.write_bytes(content)
+
+
+@dataclass(frozen=True)
+class XlsxFrame:
+    """A workbook written but for its data rows, and how they are to be shown."""
+
+    workbook: xlsxwriter.Workbook
+    sheet: Any  # xlsxwriter's Worksheet
+    plan: SheetPlan
+    formats: list[Any]  # per column, a cell's own format (or None)
+    top: Any  # a tall row's format
+    mark: Any  # a count column's mark
+
+
+def xlsx_frame(
+    book: io.BytesIO,
+    table: pa.Table,
+    labels: Sequence[str],
+    *,
+    sheet: str,
+    created: date,
+    counts: Collection[str] = (),
+    note: str | None = None,
+) -> XlsxFrame:
+    """Everything of write_xlsx's workbook but the data rows, in xlsxwriter's constant-memory
+    mode (the data cells' styles registered), not yet closed."""
+    workbook = xlsxwriter.Workbook(book, {**_XLSX_OPTIONS, "constant_memory": True})
     workbook.set_properties({"created": datetime.combine(created, time())})
     header = workbook.add_format(
         {"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"}
@@ -165,21 +194,19 @@ def write_xlsx(
     rate_fmt = workbook.add_format({"num_format": "0.0%", "valign": "top"})
     # An amount (double) shows its cents the same way in every row: 164.00 under 283.19.
     amount_fmt = workbook.add_format({"num_format": "#,##0.00", "valign": "top"})
-    floats = {i for i, f in enumerate(table.schema) if pa.types.is_floating(f.type)}
-    rates = {
-        i for i, f in enumerate(table.schema) if "rate" in f.name and pa.types.is_floating(f.type)
-    }
-    counted = {i for i, f in enumerate(table.schema) if f.name in counts}
     mark_fmt = workbook.add_format(
         {"italic": True, "font_color": "#595959", "align": "right", "valign": "top"}
     )
     sheet_ = workbook.add_worksheet(_excel_sheet_name(sheet))
     types = [f.type for f in table.schema]
-    columns = _python_columns(table)
-    widths = _column_widths(labels, columns)
+    counted = {i for i, f in enumerate(table.schema) if f.name in counts}
+    sample = [table.column(i).slice(0, _XLSX_WIDTH_SAMPLE).to_pylist() for i in range(len(types))]
+    widths = _column_widths(labels, sample)
+    column_formats = []
     for col, (width, kind) in enumerate(zip(widths, types, strict=True)):
         as_text = pa.types.is_string(kind) and col not in counted
-        sheet_.set_column(col, col, width, text_fmt if as_text else None)
+        column_formats.append(text_fmt if as_text else None)
+        sheet_.set_column(col, col, width, column_formats[-1])
     # Text wider than its column wraps in it (an alert's evidence, a reject's explanation).
     wrapped = {
         col
@@ -205,38 +232,53 @@ def write_xlsx(
         np.maximum,
         (wrapped_lines_each(table.column(c), widths[c]) for c in sorted(wrapped)),
         np.ones(table.num_rows, dtype=np.int64),
-    ).tolist()
-    for row in range(table.num_rows):
-        r = row + 1
-        lines = row_lines[row]
-        if lines > 1:  # before the row's cells: constant_memory writes row by row
-            sheet_.set_row(r, _XLSX_LINE * min(lines, _XLSX_MAX_LINES), top_fmt)
-        for col, kind in enumerate(types):
-            value = columns[col][row]
-            if value is None:
-                continue
-            if col in counted and value.isdigit():
-                sheet_.write_number(r, col, int(value))
-            elif col in counted:
-                sheet_.write_string(r, col, value, mark_fmt)
-            elif pa.types.is_string(kind):
-                shown = wrap_fmt if col in wrapped else None
-                sheet_.write_string(r, col, value[:_XLSX_MAX_TEXT], shown)
-            elif pa.types.is_date(kind):
-                sheet_.write_datetime(r, col, datetime.combine(value, time()), date_fmt)
-            elif pa.types.is_timestamp(kind):
-                local = value.astimezone(_LOCAL).replace(tzinfo=None)
-                sheet_.write_datetime(r, col, local, stamp_fmt)
-            elif pa.types.is_boolean(kind):
-                sheet_.write_string(r, col, "是" if value else "否")
-            elif value == value:  # NaN is no number to show
-                shape = rate_fmt if col in rates else amount_fmt if col in floats else None
-                sheet_.write_number(r, col, value, shape)
+    )
+    kinds: list[str] = []
+    own: list[xlsxwriter.format.Format | None] = []
+    for col, kind in enumerate(types):
+        if col in counted:
+            kinds.append("count")
+            own.append(None)
+        elif pa.types.is_string(kind):
+            kinds.append("wrapped" if col in wrapped else "text")
+            own.append(wrap_fmt if col in wrapped else None)
+        elif pa.types.is_date(kind):
+            kinds.append("date")
+            own.append(date_fmt)
+        elif pa.types.is_timestamp(kind):
+            kinds.append("timestamp")
+            own.append(stamp_fmt)
+        elif pa.types.is_boolean(kind):
+            kinds.append("bool")
+            own.append(None)
+        else:
+            kinds.append("number")
+            floating = pa.types.is_floating(kind)
+            own.append(
+                rate_fmt
+                if floating and "rate" in table.schema[col].name
+                else amount_fmt
+                if floating
+                else None
+            )
     if table.num_columns:
         sheet_.autofilter(0, 0, max(table.num_rows, 1), table.num_columns - 1)
     if note:  # below the table, a blank row apart: outside the filter, never summed
         sheet_.write_string(table.num_rows + 2, 0, note)
-    workbook.close()
+    # The data cells' styles are xlsxwriter's own, registered before it writes styles.xml.
+    used = {id(f): f for f in [*own, *column_formats, top_fmt, mark_fmt] if f is not None}
+    index = {key: f._get_xf_index() for key, f in used.items()}
+    plan = SheetPlan(
+        kinds=kinds,
+        styles=[None if f is None else index[id(f)] for f in own],
+        column_styles=[None if f is None else index[id(f)] for f in column_formats],
+        row_lines=row_lines,
+        row_style=index[id(top_fmt)],
+        mark_style=index[id(mark_fmt)],
+        max_lines=_XLSX_MAX_LINES,
+        line_points=_XLSX_LINE,
+    )
+    return XlsxFrame(workbook, sheet_, plan, own, top_fmt, mark_fmt)
 
 
 def write_csv_bom(path: Path, table: pa.Table, labels: Sequence[str]) -> None:
