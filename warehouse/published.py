@@ -312,6 +312,8 @@ def _csv_column(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
         return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         formula = pc.match_substring_regex(column, r"^[=+@\t\r]")
+        if not pc.any(formula).as_py():  # the common case: nothing to prefix, nothing copied
+            return column
         return pc.if_else(formula, pc.binary_join_element_wise("'", column, ""), column)
     return column
 
