@@ -2,7 +2,10 @@
 
     Arrow ─ load_arrow ─▶ table      PostgreSQL: COPY ... FROM STDIN (CSV written by Arrow)
                                      SQLite:     one executemany
-    table ─ fetch_arrow ─▶ Arrow     PostgreSQL: COPY (SELECT ...) TO STDOUT, parsed by Arrow
+    table ─ fetch_arrow ─▶ Arrow     PostgreSQL: the ADBC driver on a connection of its own
+                                                 (warehouse.pg_reads) while the caller's
+                                                 transaction has written nothing; else
+                                                 COPY (SELECT ...) TO STDOUT, parsed by Arrow
                                      SQLite:     the ADBC driver in a reader process
                                                  (warehouse.sqlite_reads) when it sees what the
                                                  caller sees; else the rows as JSON lines, built
@@ -46,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
 
-from warehouse import sqlite_reads
+from warehouse import pg_reads, sqlite_reads
 
 _COPY_BATCH_ROWS = 100_000
 # Rows per SQLite page of JSON lines: one page is one value, and SQLite's values stop at 1e9
@@ -220,15 +223,18 @@ def fetch_arrow_all(
     if len(reads) < 2:
         return [fetch_arrow(conn, s, schema) for s, schema in reads]
     if is_postgres(conn):
-        if conn.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None:
+        if _has_written(conn):
             return [fetch_arrow(conn, s, schema) for s, schema in reads]  # its own writes
-
-        def apart(read: tuple[Executable, pa.Schema]) -> pa.Table:
-            with conn.engine.connect() as other:
-                return fetch_arrow(other, *read)
-
+        uri = pg_reads.uri_of(conn)
+        sqls = [_literal_sql(conn, s) for s, _ in reads]
         with ThreadPoolExecutor(min(at_once, len(reads))) as pool:
-            return list(pool.map(apart, reads))
+            found = list(
+                pool.map(pg_reads.read, itertools.repeat(uri), sqls, (r[1] for r in reads))
+            )
+        return [
+            rows if rows is not None else _copy_read(conn, sql, schema)
+            for rows, sql, (_, schema) in zip(found, sqls, reads, strict=True)
+        ]
     database = sqlite_reads.database_file(conn)
     if database is None or not all(isinstance(s, Select) for s, _ in reads):
         return [fetch_arrow(conn, s, schema) for s, schema in reads]
@@ -249,36 +255,51 @@ def fetch_arrow(conn: Connection, statement: Executable, schema: pa.Schema) -> p
     """Run a SELECT and return its rows as Arrow, typed by `schema` (names in select order)."""
     if is_postgres(conn):
         sql = _literal_sql(conn, statement)
-        driver = conn.connection.driver_connection
-        chunks: list[bytes] = []
-        with (
-            driver.cursor() as cursor,  # type: ignore[union-attr]
-            cursor.copy(  # type: ignore[union-attr]
-                f"COPY ({sql}) TO STDOUT (FORMAT csv)"
-            ) as copy,
-        ):
-            chunks.extend(bytes(block) for block in copy)
-        if not chunks:
-            return schema.empty_table()
-        return pacsv.read_csv(
-            pa.BufferReader(b"".join(chunks)),
-            read_options=pacsv.ReadOptions(column_names=schema.names),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=schema,
-                true_values=["t"],
-                false_values=["f"],
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        ).cast(schema)
+        if not _has_written(conn):  # another connection sees what this one sees
+            found = pg_reads.read(pg_reads.uri_of(conn), sql, schema)
+            if found is not None:
+                return found
+        return _copy_read(conn, sql, schema)
     if not isinstance(statement, Select):
         raise TypeError("fetch_arrow on SQLite reads a SELECT (sqlalchemy.select)")
     found = sqlite_reads.read(conn, _literal_sql(conn, statement), schema)
     if found is not None:
         return found
     return _sqlite_arrow(conn, statement, schema)
+
+
+def _has_written(conn: Connection) -> bool:
+    """Whether the PostgreSQL connection's transaction has written (then only it sees that)."""
+    return conn.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None
+
+
+def _copy_read(conn: Connection, sql: str, schema: pa.Schema) -> pa.Table:
+    """The rows of `sql` on the caller's own PostgreSQL connection: COPY as CSV, parsed by
+    Arrow."""
+    driver = conn.connection.driver_connection
+    chunks: list[bytes] = []
+    with (
+        driver.cursor() as cursor,  # type: ignore[union-attr]
+        cursor.copy(  # type: ignore[union-attr]
+            f"COPY ({sql}) TO STDOUT (FORMAT csv)"
+        ) as copy,
+    ):
+        chunks.extend(bytes(block) for block in copy)
+    if not chunks:
+        return schema.empty_table()
+    return pacsv.read_csv(
+        pa.BufferReader(b"".join(chunks)),
+        read_options=pacsv.ReadOptions(column_names=schema.names),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=schema,
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    ).cast(schema)
 
 
 @contextmanager
