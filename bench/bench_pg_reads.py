@@ -1,7 +1,7 @@
 """Benchmark: reading PostgreSQL rows into Arrow, by COPY as CSV on the caller's connection and
 by the ADBC driver on a connection of its own (warehouse.pg_reads, issue 13).
 
-    .venv/bin/python bench/bench_pg_reads.py [--rows 3000000] [--postgres URL]
+    .venv/bin/python -m bench.bench_pg_reads [--rows 3000000] [--postgres URL]
 
 A throwaway schema gets a table of person-like rows (a 32-character key, a name, a dataset and
 department code, a date, a number); both ways read it whole, three times each. Prints wall and
