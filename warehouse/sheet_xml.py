@@ -23,13 +23,20 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
+from xlsxwriter.utility import (  # xlsxwriter's own rules, so that the cells cannot drift
+    _datetime_to_excel_datetime,
+    _preserve_whitespace,
+    _utf16_len,
+    _utf16_truncate,
+    xl_col_to_name,
+    xl_rowcol_to_cell,
+)
 from xlsxwriter.xmlwriter import XMLwriter
 
 SHEET = "xl/worksheets/sheet1.xml"
@@ -171,7 +178,7 @@ def _python_cell(value: Any, kind: str, local: tzinfo) -> str | None:
         return _inline("是" if value else "否")
     if kind == "timestamp":
         shown = value.astimezone(local).replace(tzinfo=None)
-        return f"><v>{_excel_serial(shown):.16G}</v></c>"
+        return f"><v>{_datetime_to_excel_datetime(shown, False, False):.16G}</v></c>"
     if isinstance(value, float) and not math.isfinite(value):  # NaN, ±inf: no number to show
         return None
     return f"><v>{value:.16G}</v></c>"
@@ -179,19 +186,12 @@ def _python_cell(value: Any, kind: str, local: tzinfo) -> str | None:
 
 def _inline(text: str) -> str:
     text = XMLwriter._escape_control_characters(text)
-    space = ' xml:space="preserve"' if re.search(r"^\s|\s$", text) else ""
+    space = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
     return f' t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>'
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _excel_serial(value: datetime) -> float:
-    """xlsxwriter's serial of a naive local time (its _datetime_to_excel_datetime)."""
-    delta = value - datetime(1899, 12, 31)
-    serial = delta.days + (float(delta.seconds) + float(delta.microseconds) / 1e6) / 86400
-    return serial + 1 if serial > 59 else serial
 
 
 def _inline_text(column: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -212,15 +212,10 @@ def _inline_text(column: pa.Array) -> tuple[pa.Array, pa.Array]:
 
 
 def _cut(text: str) -> str:
-    """xlsxwriter's cut of a long text (at most 32,767 UTF-16 units, never inside a pair),
-    after the writer's own cut at 32,767 characters."""
+    """A long text as written: the writer's cut at 32,767 characters, then xlsxwriter's own at
+    32,767 UTF-16 units (never inside a pair)."""
     text = text[:_MAX_TEXT]
-    length = 0
-    for index, char in enumerate(text):
-        length += 2 if ord(char) > 0xFFFF else 1
-        if length > _MAX_TEXT:
-            return text[:index]
-    return text
+    return _utf16_truncate(text, _MAX_TEXT) if _utf16_len(text) > _MAX_TEXT else text
 
 
 def _buffer(rows: pa.Array) -> bytes:
