@@ -65,13 +65,11 @@ POINTER = "CURRENT"  # copy mode only: the id of the publication copied onto the
 _LINK_PREFIX = f"../{CURRENT}/"
 # Excel shows local time; the county is in China (one time zone, no daylight saving).
 _LOCAL = timezone(timedelta(hours=8))
-_FORMULA_STARTS = ("=", "+", "@", "\t", "\r")
 _XLSX_OPTIONS = {
     "strings_to_numbers": False,
     "strings_to_formulas": False,
     "strings_to_urls": False,
 }
-_XLSX_MAX_TEXT = 32767
 # Print layout of a published sheet (issue 14): columns as wide as what they show (a header
 # wraps over up to three lines, text wider than the cap wraps in its cell), rows as high as
 # their lines (neither Excel nor LibreOffice grows a row for wrapped text xlsxwriter writes).
