@@ -212,10 +212,10 @@ def fetch_arrow_all(
     conn: Connection, reads: Sequence[tuple[Executable, pa.Schema]], *, at_once: int = 3
 ) -> list[pa.Table]:
     """fetch_arrow of each (statement, schema), several at once when other connections see
-    what `conn` sees: on PostgreSQL while its transaction has written nothing (each read on a
-    connection of its own from the engine's pool), on SQLite while a reader process may read
-    (warehouse.sqlite_reads). Otherwise, and for a read the reader cannot do, one after the
-    other on `conn`. The same tables in the same order either way.
+    what `conn` sees: on PostgreSQL while its transaction has written nothing (each read by
+    the ADBC driver on a connection of its own, warehouse.pg_reads), on SQLite while a reader
+    process may read (warehouse.sqlite_reads). Otherwise, and for a read the reader cannot do,
+    one after the other on `conn`. The same tables in the same order either way.
 
     A night's sixteen narrow reads of every dataset's names (3.1M rows of a city) went one at
     a time: on PostgreSQL the database formatted each COPY while the client waited.
