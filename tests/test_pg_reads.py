@@ -187,3 +187,23 @@ def test_a_driver_that_cannot_connect_leaves_the_read_to_copy(engine: Engine) ->
         finally:
             conn.engine.url = own
     assert got.column("t").to_pylist() == ["仍可读"]
+
+
+def test_idle_connections_are_bounded(engine: Engine) -> None:
+    """A test run reads a new schema's URI per test, a portal many: beyond a few, the idle
+    connections are closed (unbounded, they exhausted PostgreSQL's max_connections in CI)."""
+    _put(engine, [{"t": "x"}])
+    statement = select(ROWS.c.t)
+    schema = pa.schema([("t", pa.string())])
+    with engine.connect() as conn:
+        uri, sql = pg_reads.uri_of(conn), _literal_sql(conn, statement)
+        mark = f"bounded_{os.getpid()}"
+        sep = "&" if "?" in uri else "?"
+        for i in range(pg_reads._IDLE + 3):
+            assert pg_reads.read(f"{uri}{sep}application_name={mark}_{i}", sql, schema)
+        still = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE :m"),
+            {"m": f"{mark}_%"},
+        ).scalar_one()
+    pg_reads._pool.close()
+    assert still == pg_reads._IDLE

@@ -15,8 +15,9 @@ no longer formats CSV.
 
 Its own connection sees only what is committed, so the caller decides when that is what its
 own connection would see (warehouse.bulk: while the caller's transaction has written nothing).
-Connections are autocommit (a read holds no lock after it), kept per URI for the next read,
-and never used by a forked child (it gets a fresh pool; the parent's stay the parent's).
+Connections are autocommit (a read holds no lock after it), a few kept for the next read (the
+oldest closed beyond four), and never used by a forked child (it gets a fresh pool; the
+parent's stay the parent's).
 """
 
 from __future__ import annotations
@@ -34,34 +35,47 @@ from sqlalchemy import Connection
 log = logging.getLogger(__name__)
 
 
+_IDLE = 4  # connections kept idle per process, over every URI (a night reads 3 at a time)
+
+
 class _Pool:
+    """Idle driver connections, newest last; at most _IDLE, the oldest closed first (a test
+    run reads a new schema's URI per test: unbounded, they exhausted max_connections)."""
+
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.idle: dict[str, list[Any]] = {}
+        self.idle: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
 
     def take(self, uri: str) -> Any:
         with self.lock:
-            idle = self.idle.get(uri)
-            if idle:
-                return idle.pop()
+            for i in range(len(self.idle) - 1, -1, -1):
+                if self.idle[i][0] == uri:
+                    return self.idle.pop(i)[1]
         import adbc_driver_postgresql.dbapi
 
         return adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
 
     def give(self, uri: str, connection: Any) -> None:
         with self.lock:
-            self.idle.setdefault(uri, []).append(connection)
+            self.idle.append((uri, connection))
+            surplus = self.idle[:-_IDLE] if len(self.idle) > _IDLE else []
+            del self.idle[: len(surplus)]
+        _close([c for _, c in surplus])
 
     def close(self) -> None:
         if os.getpid() != self.pid:
             return  # a forked child: the connections are the parent's
         with self.lock:
-            connections = [c for idle in self.idle.values() for c in idle]
+            connections = [c for _, c in self.idle]
             self.idle.clear()
-        for connection in connections:
-            with contextlib.suppress(Exception):  # closing at exit: nothing left to tell
-                connection.close()
+        _close(connections)
+
+
+def _close(connections: list[Any]) -> None:
+    for connection in connections:
+        with contextlib.suppress(Exception):  # closing what is no longer needed
+            connection.close()
 
 
 _pool = _Pool()
