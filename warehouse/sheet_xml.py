@@ -39,6 +39,8 @@ from xlsxwriter.utility import (  # xlsxwriter's own rules, so that the cells ca
 )
 from xlsxwriter.xmlwriter import XMLwriter
 
+from domain.arrow_text import offsets_and_bytes, text_array
+
 SHEET = "xl/worksheets/sheet1.xml"
 _MAX_TEXT = 32767  # Excel's limit, in UTF-16 units
 # xlsxwriter's escapes of inline text (xmlwriter.py): an existing _xHHHH_ keeps its underscore
@@ -102,7 +104,7 @@ def data_rows(table: pa.Table, plan: SheetPlan, local: tzinfo) -> tuple[bytes, i
     if empty.any():  # a row without a cell has no element (nor a height: 1 line)
         rows = pc.if_else(pa.array(empty), _scalar(""), rows)
     filled = np.flatnonzero(~empty)
-    return _buffer(rows.cast(pa.large_string())), int(filled[-1]) + 1 if len(filled) else 0
+    return _buffer(rows), int(filled[-1]) + 1 if len(filled) else 0
 
 
 def _scalar(text: str) -> pa.Scalar:
@@ -220,10 +222,8 @@ def _cut(text: str) -> str:
 
 def _buffer(rows: pa.Array) -> bytes:
     """The concatenated values of a string array (nulls are empty)."""
-    rows = rows.fill_null(_scalar(""))
-    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)
-    start, end = offsets[rows.offset], offsets[rows.offset + len(rows)]
-    return memoryview(rows.buffers()[2])[start:end].tobytes()
+    offsets, data = offsets_and_bytes(text_array(rows.fill_null(_scalar(""))))
+    return data[offsets[0] : offsets[-1]].tobytes()
 
 
 def insert_rows(book: bytes, rows: bytes, last_row: int, last_col: int) -> bytes:
