@@ -8,10 +8,9 @@
                                                  database (search_path and other options kept)
 
 Why: warehouse.bulk read PostgreSQL by COPY … TO STDOUT as CSV, one Python call per row from
-psycopg and a CSV parse by Arrow: 3.4-3.7 s of client CPU and ~5 s of wall for 3M rows of
-narrow text. The driver asks for binary COPY and builds Arrow arrays in C: 1.0 s of CPU and
-1.7-1.9 s of wall for the same rows (bench: tests' scratch schema, 2026-12-07), and the server
-no longer formats CSV.
+psycopg and a CSV parse by Arrow. The driver asks for binary COPY and builds Arrow arrays in
+C, and the server no longer formats CSV: 3M narrow rows take 1.0-1.2 s of client CPU instead of
+4.0-4.4 s (`python -m bench.bench_pg_reads`, 2026-12-07; docs/scaling.md, session 13).
 
 Its own connection sees only what is committed, so the caller decides when that is what its
 own connection would see (warehouse.bulk: while the caller's transaction has written nothing).
