@@ -36,6 +36,7 @@ UI. A task returns a small summary, never a frame.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -46,7 +47,9 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.exc import OperationalError
 
@@ -66,7 +69,7 @@ from tasks.gx_offline import docs_index_path
 from tasks.intake import IntakeOptions, IntakeSummary, intake_delivery
 from tasks.landing import DeliveryRef, discover_and_record, open_landing
 from tasks.notify import notify_night
-from tasks.publication import Publication, Retention, SqlTarget, publish
+from tasks.publication import Publication, Retention, SqlTarget, publish, read_ahead
 from tasks.read import SPREADSHEET_FORMATS, ReadLimits
 from tasks.reports import build_report, closing_periods
 from warehouse.db import connect, upgrade
@@ -368,6 +371,36 @@ def mirror_history_task(config: RunConfig, datasets: list[str]) -> int:
         engine.dispose()
 
 
+@task(name="person_profile_ahead", cache_policy=NO_CACHE)
+def person_profile_ahead_task(config: RunConfig, exchange_date: date) -> int | None:
+    """Read person_profile for the night's publication while the alerts are raised: it reads
+    no alert, and the publication takes this reading (tasks.publication.read_ahead). The
+    rules are pandas on one core; the profile's reads and joins, in SQLite's C, DuckDB and
+    Arrow, take the other (issue 13: about 9 s of a city night's publication).
+
+    The date is the one the publication will be as of (the latest evaluated night, tonight
+    among them). A failure here costs only the reading: it is logged (its class; the text may
+    quote a value) and the publication reads the profile itself, failing there if it must."""
+    engine = connect(config.warehouse_url.get_secret_value())
+    try:
+        with engine.connect() as conn:
+            as_of = max([*evaluated_dates(conn), exchange_date])
+            return read_ahead(conn, as_of)
+    except Exception as exc:
+        get_run_logger().warning(
+            "提前读取一人一档未成功（%s），发布时将重新读取", type(exc).__name__
+        )
+        return None
+    finally:
+        engine.dispose()
+
+
+def _in_this_process() -> bool:
+    """Whether the flow's submitted tasks run in this process (threads, not Dask workers)."""
+    context = FlowRunContext.get()
+    return context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner)
+
+
 @task(name="mirror_to_lake", cache_policy=NO_CACHE)
 def mirror_task(config: RunConfig, alerts_from: date) -> int:
     """Mirror the alerts and freshness into the lake as Parquet (the alert dates from
@@ -574,7 +607,8 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
     """The body of the nightly flow for one date (also run by backfills, inside their flow).
 
     Holds the warehouse's writer lock throughout: take in → alerts → freshness (the lake
-    mirror of what the intake wrote meanwhile) → mirror of the alerts → publication → reports.
+    mirror of what the intake wrote, and person_profile for the publication, meanwhile) →
+    mirror of the alerts → publication → reports.
     Notifications go out after the lock is released.
     """
     logger = get_run_logger()
@@ -585,6 +619,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
                 engine, owner=f"{kind} {exchange_date}", wait_seconds=config.lock_wait_seconds
             ),
             facts_read_once(),  # the alerts and the profiles read the same facts once
+            ExitStack() as waits,  # what is read ahead: waited for before the lock is left
         ):
             upgrade(engine)
             summaries = take_in_night(exchange_date, config)
@@ -592,6 +627,9 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             progress("合并入历史：%d 个数据集（%s）", len(merged), _statuses(summaries))
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             mirrored = mirror_history_task.submit(config, merged)
+            if _in_this_process():  # on a Dask worker the reading would be another process's
+                ahead = person_profile_ahead_task.submit(config, exchange_date)
+                waits.callback(ahead.wait)  # the publication may start before it is done
             try:
                 alerts, fresh, states = _alerts_and_freshness(config, exchange_date, rebuilt)
             finally:

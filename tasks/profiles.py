@@ -34,6 +34,7 @@ from tasks.alerts import (
     household_burden,
     name_keys,
     read_current,
+    read_once,
 )
 from warehouse.bulk import fetch_arrow, is_postgres
 from warehouse.tables import person_sources
@@ -430,7 +431,15 @@ def _first_names_of(named: pa.Table) -> pa.Table:
 
 
 def person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
-    """一人一档: one row per person seen in any dataset by as_of (publishing.md columns)."""
+    """一人一档: one row per person seen in any dataset by as_of (publishing.md columns).
+
+    Read once per state of the warehouse within `facts_read_once` (tasks.alerts.reading): the
+    night reads it ahead, while the alerts are raised, and its publication takes that reading
+    (the frame is shared: never changed in place)."""
+    return read_once("person_profile", conn, as_of, lambda: _person_profile(conn, as_of))
+
+
+def _person_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     facts = _facts(conn, as_of)
     people = _seen(conn, as_of)
     keys = people["person_key"]

@@ -1,18 +1,32 @@
-"""A night reads the facts the alerts and the profiles share once, and a re-run with nothing new
-does not evaluate the rules again (issue 13)."""
+"""A night reads the facts the alerts and the profiles share once, person_profile once and ahead
+of its publication, and a re-run with nothing new does not evaluate the rules again (issue 13)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from prefect.context import TaskRunContext
 from sqlalchemy import Connection, Engine, Table, insert, select
 
+from datashare.settings import Settings
 from datashare.synth import build_county, write_night
 from expectations.contract import load_common, load_contracts
-from tasks.alerts import department_facts, facts_read_once, lifecycle, name_keys, raise_alerts
+from flows.nightly import run_nightly
+from tasks import profiles
+from tasks.alerts import (
+    department_facts,
+    facts_read_once,
+    lifecycle,
+    name_keys,
+    raise_alerts,
+    read_once,
+)
 from tasks.intake import IntakeOptions, intake_delivery
 from tasks.landing import FsspecLanding
 from warehouse.db import connect, upgrade
@@ -113,3 +127,101 @@ def test_within_a_night_the_name_pairs_are_read_once_beside_the_facts(engine: En
         _merge(engine, AS_OF)
         with engine.connect() as conn:
             assert name_keys(conn, AS_OF) is not pairs
+
+
+def test_a_reading_under_way_is_waited_for_not_read_again(engine: Engine) -> None:
+    # The night reads person_profile ahead while the alerts run: a second thread asking for a
+    # reading the first is still loading waits for it instead of loading it again.
+    started, release = threading.Event(), threading.Event()
+    loads: list[str] = []
+    got: dict[str, object] = {}
+
+    def load() -> object:
+        loads.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+        return object()
+
+    def ask(name: str) -> None:
+        with engine.connect() as conn:
+            got[name] = read_once("slow", conn, AS_OF, load)
+
+    with facts_read_once():
+        first = threading.Thread(target=ask, args=("first",), name="first")
+        first.start()
+        assert started.wait(10)
+        second = threading.Thread(target=ask, args=("second",), name="second")
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "the second asker waits while the first loads"
+        release.set()
+        first.join(10)
+        second.join(10)
+    assert loads == ["first"]
+    assert got["first"] is got["second"]
+
+
+@pytest.fixture
+def night_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None
+) -> Iterator[Settings]:
+    monkeypatch.setenv("DATASHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATASHARE_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'night.db'}")
+    monkeypatch.setenv("DATASHARE_SECRET", "test-secret-not-for-production-0123456789")
+    monkeypatch.setenv("DATASHARE_BUILD_DOCS", "false")
+    monkeypatch.setenv("DATASHARE_MAX_WORKERS", "2")
+    settings = Settings()
+    write_night(build_county(31, 30), Path(str(settings.landing)), AS_OF)
+    yield settings
+
+
+def _published_profile(settings: Settings) -> pd.DataFrame:
+    return pd.read_parquet(Path(str(settings.publish_dir)) / "XC" / "person_profile.parquet")
+
+
+def test_a_night_reads_its_person_profile_once_ahead_of_the_publication(
+    night_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by: list[str] = []
+    computed = profiles._person_profile
+
+    def counted(conn: Connection, as_of: date) -> pd.DataFrame:
+        context = TaskRunContext.get()
+        read_by.append(context.task.name if context is not None else "")
+        return computed(conn, as_of)
+
+    monkeypatch.setattr(profiles, "_person_profile", counted)
+    run_nightly(AS_OF, night_env)
+    assert read_by == ["person_profile_ahead"]  # not again by the publication
+    engine = connect(str(night_env.warehouse_url))
+    try:
+        with engine.connect() as conn:
+            fresh = computed(conn, AS_OF)
+    finally:
+        engine.dispose()
+    published = _published_profile(night_env)
+    assert len(published) == len(fresh) > 0
+    assert sorted(published["person_key"]) == sorted(fresh["person_key"])
+
+
+def test_a_failed_reading_ahead_is_read_again_by_the_publication(
+    night_env: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    read_by: list[str] = []
+    computed = profiles._person_profile
+
+    def fails_ahead(conn: Connection, as_of: date) -> pd.DataFrame:
+        context = TaskRunContext.get()
+        read_by.append(name := context.task.name if context is not None else "")
+        if name == "person_profile_ahead":
+            raise OSError("disk hiccup")
+        return computed(conn, as_of)
+
+    monkeypatch.setattr(profiles, "_person_profile", fails_ahead)
+    with caplog.at_level(logging.WARNING):
+        result = run_nightly(AS_OF, night_env)
+    assert read_by == ["person_profile_ahead", "publish"]
+    assert result.publication_id
+    assert len(_published_profile(night_env)) > 0
+    warned = [r.getMessage() for r in caplog.records if "一人一档" in r.getMessage()]
+    assert warned == ["提前读取一人一档未成功（OSError），发布时将重新读取"]

@@ -8,6 +8,10 @@
 
 The state is the ledger (every delivery's status and bytes, every merge into history): history
 is written only by merges, so an equal ledger means equal history, and equal reads of it.
+
+One reading at a time per `what`: a second thread asking for what a first is still loading
+waits for it instead of loading it again (the night reads person_profile ahead, beside the
+alerts, and both go through the facts).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ T = TypeVar("T")
 class _Reading:
     depth: int = 0
     kept: dict[str, tuple[tuple[str, date, str], Any]] = field(default_factory=dict)
+    # per `what`, held while it is loaded (re-entrant: a load may read another `what`)
+    loading: dict[str, threading.RLock] = field(default_factory=dict)
 
 
 _reading = _Reading()
@@ -50,6 +56,7 @@ def facts_read_once() -> Iterator[None]:
             _reading.depth -= 1
             if not _reading.depth:
                 _reading.kept.clear()
+                _reading.loading.clear()
 
 
 def read_once(what: str, conn: Connection, as_of: date, load: Callable[[], T]) -> T:
@@ -59,13 +66,16 @@ def read_once(what: str, conn: Connection, as_of: date, load: Callable[[], T]) -
         return load()
     key = (conn.engine.url.render_as_string(), as_of, warehouse_state(conn))
     with _reading_lock:
-        kept = _reading.kept.get(what)
-        if kept is not None and kept[0] == key:
-            return kept[1]  # type: ignore[no-any-return]
-    value = load()
-    with _reading_lock:
-        if _reading.depth:
-            _reading.kept[what] = (key, value)
+        gate = _reading.loading.setdefault(what, threading.RLock())
+    with gate:
+        with _reading_lock:
+            kept = _reading.kept.get(what)
+            if kept is not None and kept[0] == key:
+                return kept[1]  # type: ignore[no-any-return]
+        value = load()
+        with _reading_lock:
+            if _reading.depth:
+                _reading.kept[what] = (key, value)
     return value
 
 
