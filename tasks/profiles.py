@@ -110,7 +110,10 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     facts = _facts(conn, as_of)
     hh = facts.households
     m = facts.members
-    active = m.loc[m["active"]]
+    # Only the two columns the counts read: filtering every column of the roster's members
+    # was 2 s of a city night's publication.
+    members = m[["person_key", "household_id"]]
+    active = members.loc[m["active"]]
     ids = hh["household_id"]
     house = facts.extra["ZJ_FANGWU"].set_index("head_person_key")
     water = (
@@ -120,7 +123,7 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     cl = facts.extra["CL_CANJI"]
     severe_keys = cl.loc[dd.severely_disabled(cl["cert_status"], cl["level"]), "person_key"]
     rs = facts.extra["RS_JIUYE"].set_index("person_key")["employment_status"]
-    labour = m.loc[m["labour"]]
+    labour = members.loc[m["labour"]]
     status = _pick(labour["person_key"], rs)
     employed = labour.loc[status.notna() & ~dd.unemployed(status)]
     burden = household_burden(facts).set_index("household_id")["cents"]
