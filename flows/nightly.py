@@ -371,25 +371,24 @@ def mirror_history_task(config: RunConfig, datasets: list[str]) -> int:
         engine.dispose()
 
 
-@task(name="person_profile_ahead", cache_policy=NO_CACHE)
-def person_profile_ahead_task(config: RunConfig, exchange_date: date) -> int | None:
-    """Read person_profile for the night's publication while the alerts are raised: it reads
-    no alert, and the publication takes this reading (tasks.publication.read_ahead). The
-    rules are pandas on one core; the profile's reads and joins, in SQLite's C, DuckDB and
-    Arrow, take the other (issue 13: about 9 s of a city night's publication).
+@task(name="profiles_ahead", cache_policy=NO_CACHE)
+def profiles_ahead_task(config: RunConfig, exchange_date: date) -> int | None:
+    """Read the profiles for the night's publication while the alerts are raised: person_profile
+    and all of household_profile but its open alerts read no alert, and the publication takes
+    these readings (tasks.publication.read_ahead). The rules are pandas on one core; the
+    profiles' reads and joins, in SQLite's C, DuckDB and Arrow, take the other (issue 13:
+    about 13 s of a city night's publication).
 
     The date is the one the publication will be as of (the latest evaluated night, tonight
     among them). A failure here costs only the reading: it is logged (its class; the text may
-    quote a value) and the publication reads the profile itself, failing there if it must."""
+    quote a value) and the publication reads the profiles itself, failing there if it must."""
     engine = connect(config.warehouse_url.get_secret_value())
     try:
         with engine.connect() as conn:
             as_of = max([*evaluated_dates(conn), exchange_date])
             return read_ahead(conn, as_of)
     except Exception as exc:
-        get_run_logger().warning(
-            "提前读取一人一档未成功（%s），发布时将重新读取", type(exc).__name__
-        )
+        get_run_logger().warning("提前读取画像未成功（%s），发布时将重新读取", type(exc).__name__)
         return None
     finally:
         engine.dispose()
@@ -607,7 +606,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
     """The body of the nightly flow for one date (also run by backfills, inside their flow).
 
     Holds the warehouse's writer lock throughout: take in → alerts → freshness (the lake
-    mirror of what the intake wrote, and person_profile for the publication, meanwhile) →
+    mirror of what the intake wrote, and the profiles for the publication, meanwhile) →
     mirror of the alerts → publication → reports.
     Notifications go out after the lock is released.
     """
@@ -628,7 +627,7 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             mirrored = mirror_history_task.submit(config, merged)
             if _in_this_process():  # on a Dask worker the reading would be another process's
-                ahead = person_profile_ahead_task.submit(config, exchange_date)
+                ahead = profiles_ahead_task.submit(config, exchange_date)
                 waits.callback(ahead.wait)  # the publication may start before it is done
             try:
                 alerts, fresh, states = _alerts_and_freshness(config, exchange_date, rebuilt)

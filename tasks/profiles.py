@@ -4,6 +4,7 @@
                                     first_seen <= as_of), facts from the latest data of each
                                     department on as_of
     household_profile(conn, as_of)  one row per roster household (XC_HU on as_of)
+    household_facts(conn, as_of)    household_profile but its open alerts (read ahead)
 
 Both return exactly publishing.md's columns, in its order, in plain form (masking is the
 publisher's job); person_key comes from history. They read the same facts as the alert rules
@@ -106,7 +107,24 @@ def _count(keys: pd.Series, index: pd.Series) -> pd.Series:
 
 
 def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
-    """一户一档: one row per roster household on as_of (publishing.md columns, in order)."""
+    """一户一档: one row per roster household on as_of (publishing.md columns, in order).
+
+    All but open_alerts is read once per state of the warehouse within `facts_read_once`
+    (household_facts: the night reads it ahead, beside the alerts); the open alerts are
+    counted here, from the alerts as they are now."""
+    base = household_facts(conn, as_of)
+    open_alerts = alerts_frame(conn, as_of).loc[lambda f: f["status"] == "open", "household_id"]
+    return base.assign(open_alerts=_count(open_alerts, base["household_id"]))[HOUSEHOLD_COLUMNS]
+
+
+def household_facts(conn: Connection, as_of: date) -> pd.DataFrame:
+    """household_profile without open_alerts (it reads no alert), ordered by household_id;
+    read once per state of the warehouse within `facts_read_once` (a shared frame: never
+    changed in place)."""
+    return read_once("household_facts", conn, as_of, lambda: _household_facts(conn, as_of))
+
+
+def _household_facts(conn: Connection, as_of: date) -> pd.DataFrame:
     facts = _facts(conn, as_of)
     hh = facts.households
     m = facts.members
@@ -127,7 +145,6 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
     status = _pick(labour["person_key"], rs)
     employed = labour.loc[status.notna() & ~dd.unemployed(status)]
     burden = household_burden(facts).set_index("household_id")["cents"]
-    open_alerts = alerts_frame(conn, as_of).loc[lambda f: f["status"] == "open", "household_id"]
     out = pd.DataFrame(
         {
             "household_id": ids,
@@ -156,12 +173,11 @@ def household_profile(conn: Connection, as_of: date) -> pd.DataFrame:
             "labour_members": _count(labour["household_id"], ids),
             "labour_members_employed": _count(employed["household_id"], ids),
             "self_burden_12m": (_pick(ids, burden).fillna(0).astype("int64") / 100).round(2),
-            "open_alerts": _count(open_alerts, ids),
             "as_of": pd.Timestamp(as_of),
         }
     )
     out["as_of"] = out["as_of"].astype("datetime64[s]")
-    return out[HOUSEHOLD_COLUMNS].sort_values("household_id").reset_index(drop=True)
+    return out.sort_values("household_id").reset_index(drop=True)
 
 
 def _in_dept_order(name: str, rows: pa.Table, sql: str) -> pa.Table:

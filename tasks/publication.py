@@ -3,8 +3,8 @@
     collect_shared_tables(conn, as_of)   the plain shared tables: profiles (tasks.profiles),
                                          alerts (tasks.alerts), the ledger, the current rows of
                                          every dataset, as of a date
-    read_ahead(conn, as_of)              person_profile read before the publication asks for
-                                         it (the night reads it beside the alerts)
+    read_ahead(conn, as_of)              the profiles read before the publication asks for
+                                         them (the night reads them beside the alerts)
     town_summary(hp, pp, alerts)         PUBLIC's one table, from the prepared frames
     publish(engine, publish_dir, …)      warehouse.publish.write_publication with these two
 
@@ -148,13 +148,13 @@ def collect_shared_tables(
 
 
 def read_ahead(conn: Connection, as_of: date) -> int:
-    """Read person_profile as of a date ahead of the publication, which then takes this
-    reading (tasks.profiles: read once per state of the warehouse within the night's
-    `facts_read_once`). It reads no alert, so the night reads it while the alerts are raised;
-    the rows read."""
+    """Read person_profile and household_profile's facts (all but its open alerts) as of a
+    date ahead of the publication, which then takes these readings (tasks.profiles: read
+    once per state of the warehouse within the night's `facts_read_once`). They read no
+    alert, so the night reads them while the alerts are raised; the rows read."""
     from tasks import profiles
 
-    return len(profiles.person_profile(conn, as_of))
+    return len(profiles.person_profile(conn, as_of)) + len(profiles.household_facts(conn, as_of))
 
 
 # --- publishing ----------------------------------------------------------------------------------

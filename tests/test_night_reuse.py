@@ -1,11 +1,11 @@
-"""A night reads the facts the alerts and the profiles share once, person_profile once and ahead
+"""A night reads the facts the alerts and the profiles share once, the profiles once and ahead
 of its publication, and a re-run with nothing new does not evaluate the rules again (issue 13)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -175,33 +175,44 @@ def night_env(
     yield settings
 
 
-def _published_profile(settings: Settings) -> pd.DataFrame:
-    return pd.read_parquet(Path(str(settings.publish_dir)) / "XC" / "person_profile.parquet")
+def _published_profile(settings: Settings, table: str = "person_profile") -> pd.DataFrame:
+    return pd.read_parquet(Path(str(settings.publish_dir)) / "XC" / f"{table}.parquet")
 
 
-def test_a_night_reads_its_person_profile_once_ahead_of_the_publication(
+def test_a_night_reads_its_profiles_once_ahead_of_the_publication(
     night_env: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read_by: list[str] = []
-    computed = profiles._person_profile
+    read_by: list[tuple[str, str]] = []
+    persons, households = profiles._person_profile, profiles._household_facts
 
-    def counted(conn: Connection, as_of: date) -> pd.DataFrame:
-        context = TaskRunContext.get()
-        read_by.append(context.task.name if context is not None else "")
-        return computed(conn, as_of)
+    def counted(what: str, compute: Callable[[Connection, date], pd.DataFrame]) -> object:
+        def read(conn: Connection, as_of: date) -> pd.DataFrame:
+            context = TaskRunContext.get()
+            read_by.append((what, context.task.name if context is not None else ""))
+            return compute(conn, as_of)
 
-    monkeypatch.setattr(profiles, "_person_profile", counted)
+        return read
+
+    monkeypatch.setattr(profiles, "_person_profile", counted("persons", persons))
+    monkeypatch.setattr(profiles, "_household_facts", counted("households", households))
     run_nightly(AS_OF, night_env)
-    assert read_by == ["person_profile_ahead"]  # not again by the publication
+    # not again by the publication
+    assert read_by == [("persons", "profiles_ahead"), ("households", "profiles_ahead")]
     engine = connect(str(night_env.warehouse_url))
     try:
         with engine.connect() as conn:
-            fresh = computed(conn, AS_OF)
+            fresh = persons(conn, AS_OF)
+            fresh_households = profiles.household_profile(conn, AS_OF)
     finally:
         engine.dispose()
     published = _published_profile(night_env)
     assert len(published) == len(fresh) > 0
     assert sorted(published["person_key"]) == sorted(fresh["person_key"])
+    # the open alerts counted at the publication, after the alerts were raised
+    hp = _published_profile(night_env, "household_profile").sort_values("household_id")
+    assert hp["household_id"].tolist() == fresh_households["household_id"].tolist()
+    assert hp["open_alerts"].tolist() == fresh_households["open_alerts"].tolist()
+    assert fresh_households["open_alerts"].sum() > 0
 
 
 def test_a_failed_reading_ahead_is_read_again_by_the_publication(
@@ -213,15 +224,15 @@ def test_a_failed_reading_ahead_is_read_again_by_the_publication(
     def fails_ahead(conn: Connection, as_of: date) -> pd.DataFrame:
         context = TaskRunContext.get()
         read_by.append(name := context.task.name if context is not None else "")
-        if name == "person_profile_ahead":
+        if name == "profiles_ahead":
             raise OSError("disk hiccup")
         return computed(conn, as_of)
 
     monkeypatch.setattr(profiles, "_person_profile", fails_ahead)
     with caplog.at_level(logging.WARNING):
         result = run_nightly(AS_OF, night_env)
-    assert read_by == ["person_profile_ahead", "publish"]
+    assert read_by == ["profiles_ahead", "publish"]
     assert result.publication_id
     assert len(_published_profile(night_env)) > 0
-    warned = [r.getMessage() for r in caplog.records if "一人一档" in r.getMessage()]
-    assert warned == ["提前读取一人一档未成功（OSError），发布时将重新读取"]
+    warned = [r.getMessage() for r in caplog.records if "画像" in r.getMessage()]
+    assert warned == ["提前读取画像未成功（OSError），发布时将重新读取"]
