@@ -10,7 +10,7 @@ The state is the ledger (every delivery's status and bytes, every merge into his
 is written only by merges, so an equal ledger means equal history, and equal reads of it.
 
 One reading at a time per `what`: a second thread asking for what a first is still loading
-waits for it instead of loading it again (the night reads person_profile ahead, beside the
+waits for it instead of loading it again (the night reads the profiles ahead, beside the
 alerts, and both go through the facts).
 """
 
