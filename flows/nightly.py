@@ -626,7 +626,10 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             progress("合并入历史：%d 个数据集（%s）", len(merged), _statuses(summaries))
             rebuilt = min((s.rebuilt_from for s in summaries if s.rebuilt_from), default=None)
             mirrored = mirror_history_task.submit(config, merged)
-            if _in_this_process():  # on a Dask worker the reading would be another process's
+            # Only when history changed tonight: with nothing merged the publication mostly
+            # links what it has (an unchanged re-run), and reads the profiles itself if not.
+            # On a Dask worker the reading would be another process's.
+            if merged and _in_this_process():
                 ahead = profiles_ahead_task.submit(config, exchange_date)
                 waits.callback(ahead.wait)  # the publication may start before it is done
             try:

@@ -198,6 +198,9 @@ def test_a_night_reads_its_profiles_once_ahead_of_the_publication(
     run_nightly(AS_OF, night_env)
     # not again by the publication
     assert read_by == [("persons", "profiles_ahead"), ("households", "profiles_ahead")]
+    read_by.clear()
+    run_nightly(AS_OF, night_env)  # unchanged: nothing read ahead, nothing read to publish
+    assert read_by == []
     engine = connect(str(night_env.warehouse_url))
     try:
         with engine.connect() as conn:
