@@ -32,8 +32,9 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
+
+from domain.arrow_text import text_array
 
 HIDDEN = "***"
 
@@ -140,7 +141,7 @@ def mask_lookalikes(values: pd.Series) -> pd.Series:
     text = values.astype("string")
     if not len(text):
         return text
-    found = pc.match_substring_regex(pa.array(text, pa.string(), from_pandas=True), FOUR_DIGITS_RE2)
+    found = pc.match_substring_regex(text_array(text), FOUR_DIGITS_RE2)
     candidates = found.fill_null(False).to_numpy(zero_copy_only=False)
     if not candidates.any():
         return text
