@@ -200,6 +200,19 @@ def quiet_prefect(settings: Settings) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    # Prefect's embedded API does not create its home: with the folder missing (a new
+    # DATASHARE_HOME beside a PostgreSQL warehouse, nothing else writing there first) it
+    # retried until the start-up timeout, minutes, then failed with "Timed out while
+    # attempting to connect to ephemeral Prefect API server".
+    prefect_home = Path(os.environ["PREFECT_HOME"]).expanduser()
+    try:
+        prefect_home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(
+            2,
+            f"无法创建 Prefect 的目录 PREFECT_HOME={prefect_home}（{exc.strerror}）："
+            "请检查路径和权限",
+        )
 
 
 def summary_table(title: str, summaries: list[IntakeSummary]) -> Table:

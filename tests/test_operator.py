@@ -210,6 +210,31 @@ def test_a_good_night_records_its_odd_files(base: dict[str, str], tmp_path: Path
     assert "交换区另有 2 个文件未接收（MZ 2）" in result.stdout
 
 
+def test_a_new_home_for_prefect_is_created(base: dict[str, str], tmp_path: Path) -> None:
+    """Prefect's embedded API does not create its own home; a PREFECT_HOME whose folders do not
+    exist yet (a new DATASHARE_HOME beside a warehouse elsewhere) used to hang the start until
+    its timeout, then fail in a traceback. The CLI creates it; one it cannot create is one line
+    and exit 2."""
+    warehouse = tmp_path / "elsewhere"
+    warehouse.mkdir()
+    env = {
+        **base,
+        "DATASHARE_HOME": str(tmp_path / "new" / "home"),
+        "DATASHARE_LANDING": str(tmp_path / "landing"),
+        "DATASHARE_WAREHOUSE_URL": f"sqlite:///{warehouse / 'warehouse.db'}",
+        "PREFECT_HOME": str(tmp_path / "new" / "home" / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "30",
+    }
+    result = _cli("run", "--date", DAY, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "new" / "home" / "prefect").is_dir()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    refused = _cli("run", "--date", DAY, env={**env, "PREFECT_HOME": str(blocker / "prefect")})
+    _refused(refused, 2, "PREFECT_HOME", "无法创建")
+
+
 def test_the_early_api_start_sees_the_api_the_run_will_use(
     prefect_api: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
