@@ -320,23 +320,39 @@ def test_a_failed_publication_leaves_the_old_tables_and_no_staging(
     assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)
 
 
-def test_a_table_postgresql_refuses_fails_the_loader_and_is_named(pg: Warehouse) -> None:
-    """The loader's own error (here a value its column's type refuses) is raised by finish(),
-    tables added after it are not loaded, and discard() drops the staging schema."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_table_postgresql_refuses_fails_the_loader_and_is_named(
+    pg: Warehouse, workers: int
+) -> None:
+    """The loader's own error (here a value its column's type refuses) is raised by finish();
+    with one connection the tables added after it are not loaded, with two at most the one the
+    other connection was loading meanwhile; and discard() drops the staging schema."""
     count = ColumnDef("households", "户数", "int")
     bad = _Output("MZ", "town_summary", [(count, "plain")], pa.table({"households": ["十二"]}))
     good = _Output("XC", "town_summary", [(count, "plain")], pa.table({"households": ["12"]}))
-    loader = SqlLoader(pg.engine, pg.target, None, Path("unused")).start()
+    later = [
+        _Output(c, "town_summary", [(count, "plain")], pa.table({"households": ["7"]}))
+        for c in (f"C{n:02}" for n in range(30))
+    ]
+    loader = SqlLoader(pg.engine, pg.target, None, Path("unused"), workers=workers).start()
     loader.add(bad)
     loader.add(good)
     with pytest.raises(PublishError, match=r"MZ/town_summary：.*第 1 行的列 households") as e:
+        for out in later:
+            loader.add(out)
         loader.finish()
     assert "十二" not in str(e.value) and e.value.__suppress_context__
     with pg.engine.connect() as conn:
-        staged = conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
-            {"s": pg.target.staging},
-        ).scalars()
-        assert list(staged) == []  # neither the refused table nor the one added after it
+        staged = set(
+            conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
+                {"s": pg.target.staging},
+            ).scalars()
+        )
+    if workers == 1:
+        assert staged == set()  # neither the refused table nor any added after it
+    else:
+        assert "mz__town_summary" not in staged
+        assert len(staged) < 1 + len(later)  # it stopped: not every table after it came in
     loader.discard()
     assert pg.target.staging not in _schemas(pg.engine, pg.target.schema_prefix)

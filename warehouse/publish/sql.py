@@ -226,34 +226,55 @@ class SqlLoader:
     """A publication's tables, loaded into PostgreSQL while its files are being written.
 
     On a city night the consumers' schemas took 45 s to load after the files, in the last
-    transaction. Here a thread of its own, on a connection of its own, creates each table that
-    must be loaded (written this night, or unchanged but not loaded by the current publication)
-    in the staging schema (`SqlTarget.staging`, which no consumer's role may use), copies its
-    rows, comments it and commits, table by table. _publish_sql then moves the staged tables
-    into the consumers' schemas in the publication's last transaction, with the audit, so
-    readers still see the old tables or the new ones. A table the same as one already staged
-    (another consumer's same content) is copied inside PostgreSQL.
+    transaction. Here threads of their own (`workers`), each on a connection of its own, create
+    each table that must be loaded (written this night, or unchanged but not loaded by the
+    current publication) in the staging schema (`SqlTarget.staging`, which no consumer's role
+    may use), copy its rows, comment it and commit, table by table. _publish_sql then moves the
+    staged tables into the consumers' schemas in the publication's last transaction, with the
+    audit, so readers still see the old tables or the new ones. A table the same as one already
+    staged (another consumer's same content) is copied inside PostgreSQL, once that one is in.
+
+    Two connections by default: PostgreSQL parses a COPY in the server process of its
+    connection, one core each; with one, a city night's last ten person_profile tables were
+    still loading 6.4 s after the files were written (2026-12-08, docs/scaling.md).
 
         loader = SqlLoader(engine, target, previous, root).start()
         loader.add(out)             # as each output's files are written or linked
-        staged = loader.finish()    # waits; raises the loader's error, if any
+        staged = loader.finish()    # waits; raises the loader's first error, if any
         loader.discard()            # on failure: the staging schema is dropped
     """
 
-    def __init__(self, engine: Engine, target: SqlTarget, previous: str | None, root: Path):
+    def __init__(
+        self,
+        engine: Engine,
+        target: SqlTarget,
+        previous: str | None,
+        root: Path,
+        *,
+        workers: int = 2,
+    ):
         self.engine, self.target, self.previous, self.root = engine, target, previous, root
         self._queue: queue.SimpleQueue[tuple[_Output, _Output | None] | None] = queue.SimpleQueue()
         self._staged: dict[tuple[str, str], str] = {}
+        # per output added: set once it is staged, or given up (`same` waits for it)
+        self._settled: dict[tuple[str, str], threading.Event] = {}
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="sql-loader", daemon=True)
+        self._lock = threading.Lock()  # the first error; the staging schema made once
+        self._schema_ready = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sql-loader-{n}", daemon=True)
+            for n in range(max(workers, 1))
+        ]
         self._finished = False
 
     def start(self) -> SqlLoader:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def add(self, out: _Output, same: _Output | None = None) -> None:
         """Load `out` (`same`: an output of the same content, added before it)."""
+        self._settled[(out.consumer, out.table)] = threading.Event()
         self._queue.put((out, same))
 
     def finish(self) -> dict[tuple[str, str], str]:
@@ -275,29 +296,46 @@ class SqlLoader:
     def _stop(self) -> None:
         if not self._finished:
             self._finished = True
-            self._queue.put(None)
-        if self._thread.is_alive():
-            self._thread.join()
+            for _ in self._threads:
+                self._queue.put(None)  # one end for each thread
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
 
     def _drop(self, conn: Connection) -> None:
         quote = conn.dialect.identifier_preparer.quote
         conn.execute(text(f"DROP SCHEMA IF EXISTS {quote(self.target.staging)} CASCADE"))
 
-    def _run(self) -> None:
-        try:
-            with self.engine.connect() as conn:
+    def _make_schema(self) -> None:
+        """The staging schema, made once by whichever thread comes first."""
+        with self._lock:
+            if self._schema_ready:
+                return
+            with self.engine.begin() as conn:
                 quote = conn.dialect.identifier_preparer.quote
                 self._drop(conn)  # left by a publication that died
                 conn.execute(text(f"CREATE SCHEMA {quote(self.target.staging)}"))
                 conn.execute(text(f"REVOKE ALL ON SCHEMA {quote(self.target.staging)} FROM PUBLIC"))
-                conn.commit()
+            self._schema_ready = True
+
+    def _run(self) -> None:
+        try:
+            self._make_schema()
+            with self.engine.connect() as conn:
                 while (item := self._queue.get()) is not None:
-                    self._stage(conn, *item)
-                    conn.commit()
+                    out, same = item
+                    try:
+                        if self._error is None:  # after an error, nothing more is loaded
+                            self._stage(conn, out, same)
+                            conn.commit()
+                    finally:
+                        self._settled[(out.consumer, out.table)].set()
         except BaseException as exc:  # raised by finish()
-            self._error = exc
-            while self._queue.get() is not None:
-                pass  # what is still added is not loaded
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+            while (item := self._queue.get()) is not None:
+                self._settled[(item[0].consumer, item[0].table)].set()  # not loaded
 
     def _stage(self, conn: Connection, out: _Output, same: _Output | None) -> None:
         if out.table == "audit_log":
@@ -307,7 +345,10 @@ class SqlLoader:
         quote = conn.dialect.identifier_preparer.quote
         staged = f"{out.consumer.lower()}__{out.table.lower()}"
         name = f"{quote(self.target.staging)}.{quote(staged)}"
-        first = None if same is None else self._staged.get((same.consumer, same.table))
+        first = None
+        if same is not None:
+            self._settled[(same.consumer, same.table)].wait()  # another thread may load it
+            first = self._staged.get((same.consumer, same.table))
         if first is not None:
             conn.execute(
                 text(f"CREATE TABLE {name} AS TABLE {quote(self.target.staging)}.{quote(first)}")
