@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from domain.arrow_text import text_array
@@ -167,20 +168,47 @@ def mask_value(value: str | None, pii: str | None) -> str | None:
 
 
 def mask_series(values: pd.Series, pii: str | None) -> pd.Series:
-    """Vectorised `mask_value` over a Series of text (NA stays NA)."""
+    """Vectorised `mask_value` over a Series of text (NA stays NA).
+
+    Ids, names and phones are masked by position in Arrow's compute kernels (lengths and
+    slices in code points, as Python's), without the GIL: pandas mapped a Python function
+    value by value, 0.19-0.24 s per column of 741k values against 0.07-0.09 s, holding the GIL
+    the publication's other threads need. tests/test_masking.py holds every form to
+    `mask_value`."""
     if pii is None:
         return mask_lookalikes(values)
     text = values.astype("string")
-    n = text.str.len()
-    if pii == "id":
-        masked = (
-            text.str.slice(0, 6)
-            + n.sub(10).clip(lower=0).map(lambda k: "*" * k, na_action="ignore").astype("string")
-            + text.str.slice(-4)
+    if pii not in ("id", "name", "phone"):
+        return pd.Series(HIDDEN, index=values.index, dtype="string").where(text.notna(), pd.NA)
+    if not len(text):
+        return text
+    arrow = text_array(text)
+    n = pc.utf8_length(arrow)
+    if pii == "id":  # mask_id
+        masked = pc.if_else(pc.greater_equal(n, 15), _keep(arrow, n, 6, 4), _HIDDEN)
+    elif pii == "phone":  # mask_phone
+        masked = pc.if_else(pc.greater_equal(n, 7), _keep(arrow, n, 3, 4), _HIDDEN)
+    else:  # mask_name: the first character, and the last of three or more
+        masked = pc.if_else(
+            pc.less_equal(n, 1),
+            _STAR,
+            pc.if_else(
+                pc.equal(n, 2),
+                pc.binary_join_element_wise(pc.utf8_slice_codeunits(arrow, 0, 1), _STAR, _NONE),
+                _keep(arrow, n, 1, 1),
+            ),
         )
-        return masked.where(n >= 15, HIDDEN).where(text.notna(), pd.NA)
-    if pii == "name":
-        return text.map(mask_name, na_action="ignore").astype("string")
-    if pii == "phone":
-        return text.map(mask_phone, na_action="ignore").astype("string")
-    return pd.Series(HIDDEN, index=values.index, dtype="string").where(text.notna(), pd.NA)
+    return pd.Series(pd.array(masked, dtype=text.dtype), index=values.index)
+
+
+def _keep(text: pa.Array, n: pa.Array, head: int, tail: int) -> pa.Array:
+    """The first `head` and last `tail` characters with a star for each between (where the
+    value is long enough: the caller chooses)."""
+    stars = pc.binary_repeat(_STAR, pc.max_element_wise(pc.subtract(n, head + tail), 0))
+    return pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(text, 0, head), stars, pc.utf8_slice_codeunits(text, -tail), _NONE
+    )
+
+
+_STAR, _NONE = pa.scalar("*", pa.large_string()), pa.scalar("", pa.large_string())
+_HIDDEN = pa.scalar(HIDDEN, pa.large_string())

@@ -17,7 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from domain.masking import FOUR_DIGITS_RE2, mask_lookalikes, mask_lookalikes_text
+from domain.masking import (
+    FOUR_DIGITS_RE2,
+    mask_lookalikes,
+    mask_lookalikes_text,
+    mask_series,
+    mask_value,
+)
 
 FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
 
@@ -62,3 +68,27 @@ def test_a_full_width_id_is_masked_in_a_column() -> None:
     masked = mask_lookalikes(column)
     assert masked[0] == mask_lookalikes_text("身份证" + typed) != "身份证" + typed
     assert masked[1] == "无" and masked.isna()[2]
+
+
+# Ids, names and phones as typed: any script, characters outside the BMP, combining marks,
+# empty values, missing values; lengths around each form's limits.
+typed = st.one_of(
+    st.none(),
+    ids.map(_id),
+    ids.map(lambda first17: _id(first17).translate(FULL_WIDTH)),
+    st.from_regex(r"\A1[3-9][0-9]{9}\Z"),
+    st.text(alphabet="张王李欧阳𠀀𠮷a\u0301 ·0123456789Xx", max_size=20),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(typed, max_size=30), st.sampled_from(["id", "name", "phone", "bank", "health"]))
+def test_a_personal_column_is_masked_as_each_of_its_values(
+    values: list[str | None], pii: str
+) -> None:
+    column = pd.Series(values, dtype="string", index=[f"r{i}" for i in range(len(values))])
+    masked = mask_series(column, pii)
+    one_by_one = [None if v is None else mask_value(v, pii) for v in values]
+    assert masked.astype(object).where(column.notna(), None).tolist() == one_by_one
+    assert masked.index.equals(column.index) and masked.dtype == column.dtype
