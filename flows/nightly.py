@@ -13,7 +13,8 @@ configuration, artifacts and state message beside the tasks they describe; the w
       check_freshness                 expected deliveries: on time, late, missing, failed
       mirror_to_lake                  alerts and freshness as Parquet in the lake
       publish                         every consumer's files (and PostgreSQL schemas)
-      build_reports                   周报/月报 when a week or month closes on the date
+      build_reports                   周报/月报 when a week or month closes on the date,
+                                      beside the publication (they read the warehouse)
     all under the warehouse's writer lock; then artifacts and notifications.
 
 What the operator sees (issue 14): the run is named by kind and date (`nightly 2025-03-16`);
@@ -607,7 +608,8 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
 
     Holds the warehouse's writer lock throughout: take in → alerts → freshness (the lake
     mirror of what the intake wrote, and the profiles for the publication, meanwhile) →
-    mirror of the alerts → publication → reports.
+    mirror of the alerts → publication (and the reports of a closing week or month,
+    meanwhile).
     Notifications go out after the lock is released.
     """
     logger = get_run_logger()
@@ -640,6 +642,12 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
             mirror_task(config, min(rebuilt or exchange_date, exchange_date))
             with engine.connect() as conn:
                 as_of = max(evaluated_dates(conn), default=exchange_date)
+            # A week or month closing tonight: its reports read the warehouse, never the
+            # publication (which never touches XC/reports/), so they are built beside it.
+            reporting = None
+            if closing_periods(exchange_date):
+                reporting = build_reports_task.submit(config, exchange_date)
+                waits.callback(reporting.wait)  # never leave the lock with a report writing
             publication = publish_task(config, as_of, kind)
             progress(
                 "发布 %s：%d 个使用方，%d 个文件",
@@ -647,7 +655,11 @@ def night(exchange_date: date, config: RunConfig, *, kind: str = "nightly") -> N
                 len(publication.consumers),
                 publication.files,
             )
-            reports, report_failures = build_reports_task(config, exchange_date)
+            reports, report_failures = (
+                cast(tuple[list[str], list[ReportFailure]], reporting.result())
+                if reporting is not None
+                else ([], [])
+            )
             progress("报告：生成 %d 份，未能生成 %d 份", len(reports), len(report_failures))
             with engine.begin() as conn:
                 record_night(conn, exchange_date, kind, datetime.now(UTC))

@@ -7,6 +7,8 @@ webhook for the notification; every night on a pinned date, including every kind
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -169,6 +171,50 @@ def test_a_report_that_fails_is_recorded_and_the_night_still_publishes(
     written = write_reports(Settings(), periods_asked("2025-W35", None))
     assert sorted(p.name for p in written) == ["周报_2025-W35.html", "周报_2025-W35.xlsx"]
     assert "以下部门尚未报送" in written[0].read_text("utf-8")
+
+
+@pytest.mark.parametrize("publication", ["succeeds", "fails"])
+def test_the_reports_are_built_beside_the_publication_and_waited_for(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, publication: str
+) -> None:
+    """A closing week's reports read the warehouse, not the publication, so the night builds
+    them while it publishes (issue 13): here the publication waits until the report has begun
+    (in the old order it never would). When the publication fails, the night still waits for
+    the report before it leaves the writer lock."""
+    day = date(2025, 3, 16)  # a Sunday: 2025-W11 closes
+    write_night(build_county(7, 30), Path(str(env.landing)), day, datasets=["XC_HU"])
+    real_build, real_publish = flows.nightly.build_report, flows.nightly.publish
+    began = threading.Event()
+    events: list[str] = []
+
+    def build(conn: Any, period: Any, out_dir: Path, expected: Any = None) -> Any:
+        began.set()
+        events.append("report began")
+        files = real_build(conn, period, out_dir, expected)
+        time.sleep(0.5)  # still writing when a failed publication has already raised
+        events.append("report ended")
+        return files
+
+    def publish(*args: Any, **kwargs: Any) -> Any:
+        events.append("publication began")
+        assert began.wait(timeout=60), "the report had not begun while the night published"
+        if publication == "fails":
+            raise OSError("publish folder full")
+        done = real_publish(*args, **kwargs)
+        events.append("publication ended")
+        return done
+
+    monkeypatch.setattr(flows.nightly, "build_report", build)
+    monkeypatch.setattr(flows.nightly, "publish", publish)
+    if publication == "fails":
+        with pytest.raises(OSError, match="publish folder full"):
+            run_nightly(day, env)
+        assert events[-1] == "report ended"  # waited for before the night ended
+        return
+    result = run_nightly(day, env)
+    assert result.reports == ["周报_2025-W11.html"] and result.report_failures == []
+    assert events.index("report began") < events.index("publication ended")
+    assert (Path(str(env.publish_dir)) / "XC" / "reports" / "周报_2025-W11.html").exists()
 
 
 # Every kind of night: an ordinary one, a Sunday, a month's last day, a quarter's last day, a
