@@ -112,19 +112,22 @@ def _cli() -> list[str]:
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, float, float, float]:
-    """(exit code, wall s, CPU s, peak RSS MB) of one CLI process and its children."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [*_cli(), *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0 and proc.stderr is not None:
-        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
-    if proc.stderr is not None:
-        proc.stderr.close()
-    proc.returncode = code
+    """(exit code, wall s, CPU s, peak RSS MB) of one CLI process and its children.
+
+    Its stderr goes to a file, not a pipe: a pipe is read only after the process ends, and a
+    long traceback filled it and held a failed backfill for minutes before it could exit."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [*_cli(), *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        if code != 0:
+            errors.seek(0)
+            sys.stderr.write(errors.read().decode(errors="replace")[-4000:])
     return code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
