@@ -38,6 +38,9 @@ import pyarrow.compute as pc
 from domain.arrow_text import text_array
 
 HIDDEN = "***"
+# The same pieces as Arrow scalars, for mask_series
+_STAR, _NONE = pa.scalar("*", pa.large_string()), pa.scalar("", pa.large_string())
+_HIDDEN = pa.scalar(HIDDEN, pa.large_string())
 
 
 def mask_id(value: str | None) -> str | None:
@@ -208,7 +211,3 @@ def _keep(text: pa.Array, n: pa.Array, head: int, tail: int) -> pa.Array:
     return pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(text, 0, head), stars, pc.utf8_slice_codeunits(text, -tail), _NONE
     )
-
-
-_STAR, _NONE = pa.scalar("*", pa.large_string()), pa.scalar("", pa.large_string())
-_HIDDEN = pa.scalar(HIDDEN, pa.large_string())
